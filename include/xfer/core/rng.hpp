@@ -1,0 +1,65 @@
+// Rng: the one seedable random source. The same seed and thread count give the same run.
+// Distributions are implemented here (not std::normal_distribution) so streams are identical
+// across standard libraries.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+
+namespace xfer {
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0) : engine_(seed) {}
+  void seed(uint64_t s) { engine_.seed(s); }
+
+  uint64_t next_u64() { return engine_(); }
+  // Uniform in [0, 1) with 53 random bits.
+  double uniform() { return static_cast<double>(engine_() >> 11) * (1.0 / 9007199254740992.0); }
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+  // Uniform integer in [0, n).
+  uint64_t below(uint64_t n) {
+    // Lemire's method would be faster; rejection keeps it exactly uniform and simple.
+    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t r;
+    do r = engine_(); while (r >= limit);
+    return r % n;
+  }
+  bool bernoulli(double p) { return uniform() < p; }
+  // Standard normal by Box-Muller (the cached second value keeps it cheap).
+  double normal() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    double u1;
+    do u1 = uniform(); while (u1 <= 0.0);
+    const double u2 = uniform();
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    spare_ = r * std::sin(2.0 * M_PI * u2);
+    has_spare_ = true;
+    return r * std::cos(2.0 * M_PI * u2);
+  }
+  double normal(double mean, double stddev) { return mean + stddev * normal(); }
+
+  // Full state, for checkpoints (resume must continue the same stream).
+  std::mt19937_64& engine() { return engine_; }
+  bool has_spare() const { return has_spare_; }
+  double spare() const { return spare_; }
+  void set_spare(bool has, double v) { has_spare_ = has; spare_ = v; }
+
+ private:
+  std::mt19937_64 engine_;
+  bool has_spare_ = false;
+  double spare_ = 0.0;
+};
+
+// Source for layers constructed without an explicit Rng (like torch.manual_seed).
+inline Rng& global_rng() {
+  static Rng rng(0x5eedu);
+  return rng;
+}
+inline void manual_seed(uint64_t seed) { global_rng() = Rng(seed); }
+
+}  // namespace xfer

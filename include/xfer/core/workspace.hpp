@@ -1,0 +1,23 @@
+// Scratch buffers shared by all kernels of one thread of control. Kernels run one after another
+// (never nested), so a few growing buffers per scalar type serve every layer, and a training step
+// after the first allocates nothing (no page faults from malloc/free of large blocks).
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "xfer/core/tensor.hpp"
+
+namespace xfer::detail {
+
+enum class Scratch { Columns = 0, Gather = 1, Extra = 2, Count = 3 };
+
+template <class T>
+T* scratch(Scratch slot, int64_t elements) {
+  thread_local std::array<AlignedVector<T>, static_cast<size_t>(Scratch::Count)> buffers;
+  auto& b = buffers[static_cast<size_t>(slot)];
+  if (static_cast<int64_t>(b.size()) < elements) b.resize(static_cast<size_t>(elements));
+  return b.data();
+}
+
+}  // namespace xfer::detail

@@ -1,0 +1,314 @@
+// 2-D convolution kernels (NCHW input, OIHW weights): forward, backward-data, backward-weights.
+// The fast path is im2col + GEMM with the batch folded into the GEMM columns (small late-stage maps
+// otherwise give GEMMs with a handful of columns), processed in chunks that bound the column buffer.
+// im2col/col2im run in OpenMP loops; the GEMMs are Eigen's, on the same OpenMP threads.
+// Each kernel has a naive reference (the *_reference functions) that tests compare against.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "xfer/core/parallel.hpp"
+#include "xfer/core/tensor.hpp"
+#include "xfer/core/workspace.hpp"
+
+namespace xfer::kernels {
+
+struct Conv2dGeometry {
+  int64_t n = 0, c = 0, h = 0, w = 0;  // input
+  int64_t o = 0, kh = 0, kw = 0;       // weights
+  int64_t sh = 1, sw = 1, ph = 0, pw = 0;
+  int64_t oh = 0, ow = 0;  // output, derived
+
+  void finish() {
+    oh = (h + 2 * ph - kh) / sh + 1;
+    ow = (w + 2 * pw - kw) / sw + 1;
+  }
+  int64_t ckk() const { return c * kh * kw; }
+  int64_t out_plane() const { return oh * ow; }
+  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+  double flops() const { return 2.0 * n * o * ckk() * out_plane(); }
+};
+
+namespace detail {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using MapM = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using CMapM = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+// Images per chunk so that the column buffer stays near `budget` bytes (at least one image).
+template <class T>
+int64_t chunk_images(const Conv2dGeometry& g, int64_t budget = 8 << 20) {
+  const int64_t per_image = std::max<int64_t>(1, g.ckk() * g.out_plane() * static_cast<int64_t>(sizeof(T)));
+  return std::clamp<int64_t>(budget / per_image, 1, g.n);
+}
+
+// cols[(c*kh+i)*kw+j][img*P + p] for images [n0, n0+nb) of x.
+template <class T>
+void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t nb, T* cols) {
+  const int64_t P = g.out_plane(), ld = nb * P;
+  const int64_t tasks = nb * g.c;
+  XFER_OMP_FOR(tasks * g.kh * g.kw * P)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t img = t / g.c, ch = t % g.c;
+    const T* src = x + ((n0 + img) * g.c + ch) * g.h * g.w;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* dst = cols + ((ch * g.kh + i) * g.kw + j) * ld + img * P;
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          const int64_t iy = oy * g.sh - g.ph + i;
+          T* row = dst + oy * g.ow;
+          if (iy < 0 || iy >= g.h) {
+            std::fill(row, row + g.ow, T(0));
+            continue;
+          }
+          const T* srow = src + iy * g.w;
+          if (g.sw == 1) {
+            // Contiguous run: only the edges need bounds checks.
+            const int64_t off = j - g.pw;
+            const int64_t lo = std::clamp<int64_t>(-off, 0, g.ow), hi = std::clamp<int64_t>(g.w - off, 0, g.ow);
+            std::fill(row, row + lo, T(0));
+            if (hi > lo) std::memcpy(row + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(T));
+            std::fill(row + std::max(lo, hi), row + g.ow, T(0));
+          } else {
+            for (int64_t ox = 0; ox < g.ow; ++ox) {
+              const int64_t ix = ox * g.sw - g.pw + j;
+              row[ox] = (ix >= 0 && ix < g.w) ? srow[ix] : T(0);
+            }
+          }
+        }
+      }
+  }
+}
+
+// Adds the columns back into dx (the adjoint of im2col). Each task owns one dx plane: no races.
+template <class T>
+void col2im(const Conv2dGeometry& g, const T* cols, int64_t n0, int64_t nb, T* dx) {
+  const int64_t P = g.out_plane(), ld = nb * P;
+  const int64_t tasks = nb * g.c;
+  XFER_OMP_FOR(tasks * g.kh * g.kw * P)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t img = t / g.c, ch = t % g.c;
+    T* dst = dx + ((n0 + img) * g.c + ch) * g.h * g.w;
+    std::fill(dst, dst + g.h * g.w, T(0));
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* src = cols + ((ch * g.kh + i) * g.kw + j) * ld + img * P;
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          const int64_t iy = oy * g.sh - g.ph + i;
+          if (iy < 0 || iy >= g.h) continue;
+          T* drow = dst + iy * g.w;
+          const T* row = src + oy * g.ow;
+          for (int64_t ox = 0; ox < g.ow; ++ox) {
+            const int64_t ix = ox * g.sw - g.pw + j;
+            if (ix >= 0 && ix < g.w) drow[ix] += row[ox];
+          }
+        }
+      }
+  }
+}
+
+// Moves NCHW planes of images [n0, n0+nb) into a [channels, nb*P] matrix, and back.
+template <class T>
+void gather_planes(const T* src, int64_t channels, int64_t P, int64_t n0, int64_t nb, T* dst) {
+  XFER_OMP_FOR(nb * channels * P)
+  for (int64_t t = 0; t < nb * channels; ++t) {
+    const int64_t img = t / channels, ch = t % channels;
+    std::memcpy(dst + ch * nb * P + img * P, src + ((n0 + img) * channels + ch) * P, static_cast<size_t>(P) * sizeof(T));
+  }
+}
+template <class T>
+void scatter_planes(const T* src, int64_t channels, int64_t P, int64_t n0, int64_t nb, const T* bias, T* dst) {
+  XFER_OMP_FOR(nb * channels * P)
+  for (int64_t t = 0; t < nb * channels; ++t) {
+    const int64_t img = t / channels, ch = t % channels;
+    const T* s = src + ch * nb * P + img * P;
+    T* d = dst + ((n0 + img) * channels + ch) * P;
+    if (bias) {
+      const T b = bias[ch];
+      for (int64_t p = 0; p < P; ++p) d[p] = s[p] + b;
+    } else {
+      std::memcpy(d, s, static_cast<size_t>(P) * sizeof(T));
+    }
+  }
+}
+
+}  // namespace detail
+
+// y[n, o, oy, ox] = bias[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oy*sh - ph + i, ox*sw - pw + j]
+template <class T>
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  using namespace detail;
+  const int64_t P = g.out_plane(), K = g.ckk();
+  const int64_t chunk = chunk_images<T>(g);
+  CMapM<T> W(w, g.o, K, Eigen::OuterStride<>(K));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.n - n0), cols_n = nb * P;
+    const T* cols;
+    if (g.pointwise() && nb == 1) {
+      cols = x + n0 * g.c * P;
+    } else if (g.pointwise()) {
+      T* buf = scratch<T>(xfer::detail::Scratch::Columns, K * cols_n);
+      gather_planes(x, g.c, P, n0, nb, buf);
+      cols = buf;
+    } else {
+      T* buf = scratch<T>(xfer::detail::Scratch::Columns, K * cols_n);
+      im2col(g, x, n0, nb, buf);
+      cols = buf;
+    }
+    CMapM<T> C(cols, K, cols_n, Eigen::OuterStride<>(cols_n));
+    if (nb == 1) {
+      MapM<T> Y(y + n0 * g.o * P, g.o, P, Eigen::OuterStride<>(P));
+      Y.noalias() = W * C;
+      if (bias)
+        for (int64_t oc = 0; oc < g.o; ++oc) Y.row(oc).array() += bias[oc];
+    } else {
+      T* ybuf = scratch<T>(xfer::detail::Scratch::Gather, g.o * cols_n);
+      MapM<T> Y(ybuf, g.o, cols_n, Eigen::OuterStride<>(cols_n));
+      Y.noalias() = W * C;
+      scatter_planes(ybuf, g.o, P, n0, nb, bias, y);
+    }
+  }
+}
+
+// dx = conv2d_forward's adjoint applied to dy (overwrites dx).
+template <class T>
+void conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
+  using namespace detail;
+  const int64_t P = g.out_plane(), K = g.ckk();
+  const int64_t chunk = chunk_images<T>(g);
+  CMapM<T> W(w, g.o, K, Eigen::OuterStride<>(K));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.n - n0), cols_n = nb * P;
+    const T* dys;
+    if (nb == 1) {
+      dys = dy + n0 * g.o * P;
+    } else {
+      T* buf = scratch<T>(xfer::detail::Scratch::Gather, g.o * cols_n);
+      gather_planes(dy, g.o, P, n0, nb, buf);
+      dys = buf;
+    }
+    CMapM<T> DY(dys, g.o, cols_n, Eigen::OuterStride<>(cols_n));
+    if (g.pointwise() && nb == 1) {
+      MapM<T> DX(dx + n0 * g.c * P, K, P, Eigen::OuterStride<>(P));
+      DX.noalias() = W.transpose() * DY;
+      continue;
+    }
+    T* cols = scratch<T>(xfer::detail::Scratch::Columns, K * cols_n);
+    MapM<T> DC(cols, K, cols_n, Eigen::OuterStride<>(cols_n));
+    DC.noalias() = W.transpose() * DY;
+    if (g.pointwise())
+      scatter_planes<T>(cols, g.c, P, n0, nb, nullptr, dx);
+    else
+      col2im(g, cols, n0, nb, dx);
+  }
+}
+
+// dw += dy (x) im2col(x), db += sum over n, oy, ox of dy (either may be null to skip it).
+template <class T>
+void conv2d_backward_weights(const Conv2dGeometry& g, const T* x, const T* dy, T* dw, T* db) {
+  using namespace detail;
+  const int64_t P = g.out_plane(), K = g.ckk();
+  if (db) {
+    XFER_OMP_FOR(g.n * g.o * P)
+    for (int64_t oc = 0; oc < g.o; ++oc) {
+      T s = 0;
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* d = dy + (n * g.o + oc) * P;
+        for (int64_t p = 0; p < P; ++p) s += d[p];
+      }
+      db[oc] += s;
+    }
+  }
+  if (!dw) return;
+  const int64_t chunk = chunk_images<T>(g);
+  MapM<T> DW(dw, g.o, K, Eigen::OuterStride<>(K));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.n - n0), cols_n = nb * P;
+    const T* dys;
+    if (nb == 1) {
+      dys = dy + n0 * g.o * P;
+    } else {
+      T* buf = scratch<T>(xfer::detail::Scratch::Gather, g.o * cols_n);
+      gather_planes(dy, g.o, P, n0, nb, buf);
+      dys = buf;
+    }
+    const T* cols;
+    if (g.pointwise() && nb == 1) {
+      cols = x + n0 * g.c * P;
+    } else {
+      T* buf = scratch<T>(xfer::detail::Scratch::Columns, K * cols_n);
+      if (g.pointwise())
+        gather_planes(x, g.c, P, n0, nb, buf);
+      else
+        im2col(g, x, n0, nb, buf);
+      cols = buf;
+    }
+    CMapM<T> DY(dys, g.o, cols_n, Eigen::OuterStride<>(cols_n));
+    CMapM<T> C(cols, K, cols_n, Eigen::OuterStride<>(cols_n));
+    DW.noalias() += DY * C.transpose();
+  }
+}
+
+// ---- naive references (tests only) ---------------------------------------------------------------
+template <class T>
+void conv2d_forward_reference(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t o = 0; o < g.o; ++o)
+      for (int64_t oy = 0; oy < g.oh; ++oy)
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          double s = bias ? static_cast<double>(bias[o]) : 0.0;
+          for (int64_t c = 0; c < g.c; ++c)
+            for (int64_t i = 0; i < g.kh; ++i)
+              for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t iy = oy * g.sh - g.ph + i, ix = ox * g.sw - g.pw + j;
+                if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                s += static_cast<double>(w[((o * g.c + c) * g.kh + i) * g.kw + j]) *
+                     static_cast<double>(x[((n * g.c + c) * g.h + iy) * g.w + ix]);
+              }
+          y[((n * g.o + o) * g.oh + oy) * g.ow + ox] = static_cast<T>(s);
+        }
+}
+
+template <class T>
+void conv2d_backward_data_reference(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
+  std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t o = 0; o < g.o; ++o)
+      for (int64_t oy = 0; oy < g.oh; ++oy)
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const T d = dy[((n * g.o + o) * g.oh + oy) * g.ow + ox];
+          for (int64_t c = 0; c < g.c; ++c)
+            for (int64_t i = 0; i < g.kh; ++i)
+              for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t iy = oy * g.sh - g.ph + i, ix = ox * g.sw - g.pw + j;
+                if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                dx[((n * g.c + c) * g.h + iy) * g.w + ix] += d * w[((o * g.c + c) * g.kh + i) * g.kw + j];
+              }
+        }
+}
+
+template <class T>
+void conv2d_backward_weights_reference(const Conv2dGeometry& g, const T* x, const T* dy, T* dw, T* db) {
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t o = 0; o < g.o; ++o)
+      for (int64_t oy = 0; oy < g.oh; ++oy)
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const T d = dy[((n * g.o + o) * g.oh + oy) * g.ow + ox];
+          if (db) db[o] += d;
+          if (!dw) continue;
+          for (int64_t c = 0; c < g.c; ++c)
+            for (int64_t i = 0; i < g.kh; ++i)
+              for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t iy = oy * g.sh - g.ph + i, ix = ox * g.sw - g.pw + j;
+                if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                dw[((o * g.c + c) * g.kh + i) * g.kw + j] += d * x[((n * g.c + c) * g.h + iy) * g.w + ix];
+              }
+        }
+}
+
+}  // namespace xfer::kernels

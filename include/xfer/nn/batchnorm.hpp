@@ -1,0 +1,183 @@
+// BatchNorm2d with PyTorch semantics: batch statistics in training (biased variance to normalise,
+// unbiased for the running estimate), running statistics in eval. Names: weight, bias,
+// running_mean, running_var, num_batches_tracked.
+//
+// Running statistics can be frozen independently of train/eval (set_running_stats_frozen): the
+// layer then normalises with the running statistics and never updates them, while its affine
+// parameters may still learn — the usual way to fine-tune with small batches.
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "xfer/core/parallel.hpp"
+#include "xfer/nn/init.hpp"
+#include "xfer/nn/module.hpp"
+
+namespace xfer::nn {
+
+struct BatchNorm2dOptions {
+  int64_t num_features = 0;
+  double eps = 1e-5;
+  double momentum = 0.1;
+};
+
+template <class T>
+class BatchNorm2d : public Module<T> {
+ public:
+  explicit BatchNorm2d(BatchNorm2dOptions o)
+      : opt_(o),
+        weight_(this->register_parameter("weight", {o.num_features})),
+        bias_(this->register_parameter("bias", {o.num_features})),
+        running_mean_({o.num_features}, T(0)),
+        running_var_({o.num_features}, T(1)) {
+    XFER_CHECK(o.num_features > 0, "BatchNorm2d: num_features must be positive, got ", o.num_features);
+    XFER_CHECK(o.eps > 0 && o.momentum >= 0 && o.momentum <= 1, "BatchNorm2d(", o.num_features,
+               "): eps must be > 0 and momentum in [0, 1], got eps=", o.eps, " momentum=", o.momentum);
+    this->register_buffer("running_mean", &running_mean_);
+    this->register_buffer("running_var", &running_var_);
+    this->register_buffer("num_batches_tracked", &num_batches_tracked_);
+    Rng unused;
+    reset_parameters(unused);
+  }
+  explicit BatchNorm2d(int64_t num_features) : BatchNorm2d(BatchNorm2dOptions{.num_features = num_features}) {}
+
+  std::string type_name() const override { return "BatchNorm2d"; }
+  std::string extra_repr() const override { return std::to_string(opt_.num_features); }
+  bool is_batchnorm() const override { return true; }
+  void set_running_stats_frozen(bool f) override { stats_frozen_ = f; }
+  bool running_stats_frozen() const override { return stats_frozen_; }
+
+  void reset_parameters(Rng&) override {
+    init::constant(weight_, T(1));
+    init::constant(bias_, T(0));
+    running_mean_.fill(T(0));
+    running_var_.fill(T(1));
+    num_batches_tracked_ = 0;
+  }
+
+  Parameter<T>& weight() { return weight_; }
+  Parameter<T>& bias() { return bias_; }
+  Tensor<T>& running_mean() { return running_mean_; }
+  Tensor<T>& running_var() { return running_var_; }
+  int64_t num_batches_tracked() const { return num_batches_tracked_; }
+  const BatchNorm2dOptions& options() const { return opt_; }
+  // True when the next forward normalises with batch statistics.
+  bool uses_batch_stats() const { return this->is_training() && !stats_frozen_; }
+
+ protected:
+  const Tensor<T>& forward_impl(const Tensor<T>& x) override {
+    XFER_CHECK(x.ndim() == 4, this->label(), ": expected a 4-D NCHW input, got shape ", shape_str(x.shape()));
+    XFER_CHECK(x.dim(1) == opt_.num_features, this->label(), ": expected input with ", opt_.num_features,
+               " channels, got shape ", shape_str(x.shape()));
+    const int64_t N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3), M = N * P;
+    batch_stats_ = uses_batch_stats();
+    XFER_CHECK(!batch_stats_ || M > 1, this->label(), ": training needs more than one value per channel, got shape ",
+               shape_str(x.shape()));
+    x_ = &x;
+    y_.resize(x.shape());
+    mean_.resize(static_cast<size_t>(C));
+    invstd_.resize(static_cast<size_t>(C));
+    const T* xd = x.data();
+    T* yd = y_.data();
+    XFER_OMP_FOR(N * C * P)
+    for (int64_t c = 0; c < C; ++c) {
+      double mean, var;
+      if (batch_stats_) {
+        // Two passes in double: exact enough for float inputs with large means.
+        double s = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          const T* p = xd + (n * C + c) * P;
+          for (int64_t i = 0; i < P; ++i) s += p[i];
+        }
+        mean = s / static_cast<double>(M);
+        double ss = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          const T* p = xd + (n * C + c) * P;
+          for (int64_t i = 0; i < P; ++i) {
+            const double d = p[i] - mean;
+            ss += d * d;
+          }
+        }
+        var = ss / static_cast<double>(M);
+        if (!stats_frozen_) {
+          const double m = opt_.momentum;
+          running_mean_[c] = static_cast<T>((1 - m) * running_mean_[c] + m * mean);
+          running_var_[c] = static_cast<T>((1 - m) * running_var_[c] + m * ss / static_cast<double>(M - 1));
+        }
+      } else {
+        mean = running_mean_[c];
+        var = running_var_[c];
+      }
+      const double inv = 1.0 / std::sqrt(var + opt_.eps);
+      mean_[static_cast<size_t>(c)] = static_cast<T>(mean);
+      invstd_[static_cast<size_t>(c)] = static_cast<T>(inv);
+      const T scale = static_cast<T>(weight_.value[c] * inv);
+      const T shift = static_cast<T>(bias_.value[c] - mean * weight_.value[c] * inv);
+      for (int64_t n = 0; n < N; ++n) {
+        const T* p = xd + (n * C + c) * P;
+        T* q = yd + (n * C + c) * P;
+        for (int64_t i = 0; i < P; ++i) q[i] = p[i] * scale + shift;
+      }
+    }
+    if (batch_stats_) ++num_batches_tracked_;
+    return y_;
+  }
+
+  const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
+    XFER_CHECK(x_ != nullptr, this->label(), ": backward called before forward");
+    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
+               ", expected ", shape_str(y_.shape()));
+    const int64_t N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
+    const double M = static_cast<double>(N * P);
+    if (need_input_grad) dx_.resize(x_->shape());
+    const T* xd = x_->data();
+    const T* g = dy.data();
+    T* dxd = need_input_grad ? dx_.data() : nullptr;
+    XFER_OMP_FOR(N * C * P)
+    for (int64_t c = 0; c < C; ++c) {
+      const double mean = mean_[static_cast<size_t>(c)], inv = invstd_[static_cast<size_t>(c)];
+      double sum_dy = 0, sum_dy_xhat = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* xp = xd + (n * C + c) * P;
+        const T* gp = g + (n * C + c) * P;
+        for (int64_t i = 0; i < P; ++i) {
+          sum_dy += gp[i];
+          sum_dy_xhat += gp[i] * (xp[i] - mean) * inv;
+        }
+      }
+      if (weight_.trainable) weight_.grad[c] += static_cast<T>(sum_dy_xhat);
+      if (bias_.trainable) bias_.grad[c] += static_cast<T>(sum_dy);
+      if (!dxd) continue;
+      const double gamma_inv = weight_.value[c] * inv;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* xp = xd + (n * C + c) * P;
+        const T* gp = g + (n * C + c) * P;
+        T* dp = dxd + (n * C + c) * P;
+        if (batch_stats_) {
+          // dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+          const double a = sum_dy / M, b = sum_dy_xhat / M;
+          for (int64_t i = 0; i < P; ++i)
+            dp[i] = static_cast<T>(gamma_inv * (gp[i] - a - (xp[i] - mean) * inv * b));
+        } else {
+          for (int64_t i = 0; i < P; ++i) dp[i] = static_cast<T>(gamma_inv * gp[i]);
+        }
+      }
+    }
+    return need_input_grad ? dx_ : this->empty_tensor();
+  }
+
+ private:
+  BatchNorm2dOptions opt_;
+  Parameter<T>& weight_;
+  Parameter<T>& bias_;
+  Tensor<T> running_mean_, running_var_;
+  int64_t num_batches_tracked_ = 0;
+  bool stats_frozen_ = false;
+  bool batch_stats_ = false;  // what the last forward used
+  const Tensor<T>* x_ = nullptr;
+  Tensor<T> y_, dx_;
+  std::vector<T> mean_, invstd_;
+};
+
+}  // namespace xfer::nn

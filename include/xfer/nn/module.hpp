@@ -1,0 +1,329 @@
+// Module<T>: the node of a network tree. forward(x) caches what backward(dy) needs; backward
+// returns dx and accumulates parameter gradients. Children are registered under names, so every
+// parameter has a dotted name equal to torchvision's state_dict key.
+//
+// The one thing to know: forward returns a reference to a buffer the module owns (reused across
+// steps); it stays valid until the module's next forward. Modules keep a pointer to their input
+// for backward, so the input must stay alive until backward has run (models copy their input).
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xfer/core/error.hpp"
+#include "xfer/core/rng.hpp"
+#include "xfer/core/tensor.hpp"
+#include "xfer/nn/parameter.hpp"
+#include "xfer/nn/selector.hpp"
+
+namespace xfer::nn {
+
+template <class T>
+class Module;
+
+// All parameters of a flattened model in two contiguous buffers (values, gradients).
+template <class T>
+class ParameterArena {
+ public:
+  std::vector<NamedParameter<T>> params;  // in registration order; params[i].param->offset is its place
+  AlignedVector<T> values, grads;
+
+  int64_t size() const { return static_cast<int64_t>(values.size()); }
+
+  // Points every parameter at external buffers with this arena's layout (MAML fast weights).
+  // Pass nullptr for grads to keep the arena's own gradient buffer.
+  void bind(T* external_values, T* external_grads = nullptr) {
+    for (auto& np : params) {
+      np.param->value = external_values + np.param->offset;
+      np.param->grad = (external_grads ? external_grads : grads.data()) + np.param->offset;
+    }
+  }
+  // Points every parameter back at this arena's own buffers.
+  void unbind() { bind(values.data(), grads.data()); }
+  void zero_grad() { std::fill(grads.begin(), grads.end(), T(0)); }
+};
+
+struct FreezeOptions {
+  // Also keep the running statistics of BatchNorm layers fixed when all their parameters are frozen
+  // (the BN layer then normalises with running statistics even in training mode).
+  bool bn_stats = false;
+};
+
+template <class T>
+class Module {
+ public:
+  using ModulePtr = std::shared_ptr<Module<T>>;
+
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+  virtual ~Module() = default;
+
+  // "Conv2d", "BatchNorm2d", ...; extra_repr() adds the configuration ("3, 64, kernel=7, stride=2").
+  virtual std::string type_name() const = 0;
+  virtual std::string extra_repr() const { return {}; }
+  // Dotted name inside the model it was flattened into ("layer1.0.conv1"); empty for a root.
+  const std::string& path() const { return path_; }
+  // How error messages name this module: "'layer1.0.conv1' Conv2d(64, 64, kernel=3, ...)".
+  std::string label() const {
+    std::string s = type_name() + "(" + extra_repr() + ")";
+    return path_.empty() ? s : "'" + path_ + "' " + s;
+  }
+
+  const Tensor<T>& forward(const Tensor<T>& x) { return forward_impl(x); }
+
+  // Backward from the gradient of the output. When need_input_grad is false the module skips dx
+  // (returns an empty tensor) and only accumulates the gradients of its trainable parameters.
+  const Tensor<T>& backward(const Tensor<T>& dy, bool need_input_grad = true) {
+    ++backward_calls_;
+    return backward_impl(dy, need_input_grad);
+  }
+  // How often backward ran on this module (tests use it to prove frozen layers do no work).
+  int64_t backward_calls() const { return backward_calls_; }
+
+  // Re-initialises all parameters (and buffers) of the subtree from `rng`.
+  virtual void reset_parameters(Rng& rng) {
+    for (auto& [name, child] : children_) child->reset_parameters(rng);
+  }
+
+  // ---- train / eval -------------------------------------------------------------------------
+  void train(bool on = true) {
+    training_ = on;
+    for (auto& [name, child] : children_) child->train(on);
+  }
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+  // BatchNorm overrides: use running statistics even in training mode (no update).
+  virtual void set_running_stats_frozen(bool) {}
+  virtual bool running_stats_frozen() const { return false; }
+
+  // ---- tree ---------------------------------------------------------------------------------
+  const std::vector<std::pair<std::string, ModulePtr>>& children() const { return children_; }
+
+  // Every module of the subtree with its dotted name ("" for this one), in registration order.
+  std::vector<std::pair<std::string, Module<T>*>> named_modules() {
+    std::vector<std::pair<std::string, Module<T>*>> out;
+    collect_modules("", out);
+    return out;
+  }
+  std::vector<NamedParameter<T>> named_parameters() {
+    std::vector<NamedParameter<T>> out;
+    collect_parameters("", out);
+    return out;
+  }
+  std::vector<NamedBuffer<T>> named_buffers() {
+    std::vector<NamedBuffer<T>> out;
+    collect_buffers("", out);
+    return out;
+  }
+  // Parameters in registration order, optionally only those the selector matches.
+  std::vector<Parameter<T>*> parameters() {
+    std::vector<Parameter<T>*> out;
+    for (auto& np : named_parameters()) out.push_back(np.param);
+    return out;
+  }
+  std::vector<Parameter<T>*> parameters(const Selector& sel) {
+    std::vector<Parameter<T>*> out;
+    for (auto& np : named_parameters())
+      if (sel(np.name)) out.push_back(np.param);
+    XFER_CHECK(!out.empty(), type_name(), ": pattern ", sel.description(), " matches no parameter",
+               available_prefixes());
+    return out;
+  }
+  const std::vector<std::unique_ptr<Parameter<T>>>& own_parameters() const { return params_; }
+
+  int64_t num_parameters() {
+    int64_t n = 0;
+    for (auto& np : named_parameters()) n += np.param->numel;
+    return n;
+  }
+  int64_t num_trainable_parameters() {
+    int64_t n = 0;
+    for (auto& np : named_parameters())
+      if (np.param->trainable) n += np.param->numel;
+    return n;
+  }
+  bool has_trainable() const {
+    for (const auto& p : params_)
+      if (p->trainable) return true;
+    for (const auto& [name, child] : children_)
+      if (child->has_trainable()) return true;
+    return false;
+  }
+
+  // ---- freezing -----------------------------------------------------------------------------
+  // Marks the matched parameters frozen: no gradient is computed for them, and backward stops
+  // below the earliest layer that still has trainable parameters. Returns how many tensors were
+  // matched; a pattern that matches nothing throws (it is almost always a typo).
+  int freeze(const Selector& sel, FreezeOptions opt = {}) { return set_trainable(sel, false, opt.bn_stats); }
+  int unfreeze(const Selector& sel, FreezeOptions opt = {}) { return set_trainable(sel, true, opt.bn_stats); }
+  void freeze_all(FreezeOptions opt = {}) { set_trainable(all(), false, opt.bn_stats); }
+  void unfreeze_all() { set_trainable(all(), true, true); }
+
+  // Freezes or releases the running statistics of the BatchNorm modules whose name matches.
+  int set_bn_stats_frozen(const Selector& sel, bool frozen) {
+    int n = 0;
+    for (auto& [name, m] : named_modules())
+      if (m->is_batchnorm() && sel(name)) {
+        m->set_running_stats_frozen(frozen);
+        ++n;
+      }
+    XFER_CHECK(n > 0, type_name(), ": pattern ", sel.description(), " matches no BatchNorm module");
+    return n;
+  }
+  virtual bool is_batchnorm() const { return false; }
+
+  void zero_grad() {
+    if (arena_) {
+      arena_->zero_grad();
+      return;
+    }
+    for (auto& np : named_parameters()) np.param->zero_grad();
+  }
+
+  // ---- arena ----------------------------------------------------------------------------------
+  // Moves every parameter of the subtree into one contiguous arena owned by this module (values
+  // are preserved). Call again after the tree changed (models do this in replace_head).
+  ParameterArena<T>& flatten_parameters() {
+    auto fresh = std::make_unique<ParameterArena<T>>();
+    fresh->params = named_parameters();
+    int64_t total = 0;
+    for (auto& np : fresh->params) total += np.param->numel;
+    fresh->values.assign(static_cast<size_t>(total), T(0));
+    fresh->grads.assign(static_cast<size_t>(total), T(0));
+    int64_t off = 0;
+    for (auto& np : fresh->params) {
+      Parameter<T>& p = *np.param;
+      std::copy(p.value, p.value + p.numel, fresh->values.data() + off);
+      std::copy(p.grad, p.grad + p.numel, fresh->grads.data() + off);
+      p.offset = off;
+      off += p.numel;
+    }
+    fresh->unbind();
+    for (auto& np : fresh->params) {
+      AlignedVector<T>().swap(np.param->own_value);
+      AlignedVector<T>().swap(np.param->own_grad);
+    }
+    for (auto& [name, m] : named_modules()) {
+      m->path_ = name;
+      if (m != this) m->arena_.reset();
+    }
+    arena_ = std::move(fresh);
+    return *arena_;
+  }
+  // The arena, flattening on first use.
+  ParameterArena<T>& arena() { return arena_ ? *arena_ : flatten_parameters(); }
+  bool is_flattened() const { return arena_ != nullptr; }
+
+ protected:
+  virtual const Tensor<T>& forward_impl(const Tensor<T>& x) = 0;
+  virtual const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) = 0;
+
+  Parameter<T>& register_parameter(std::string name, Shape shape) {
+    params_.push_back(std::make_unique<Parameter<T>>(std::move(name), std::move(shape)));
+    return *params_.back();
+  }
+  void register_buffer(std::string name, Tensor<T>* t) { buffers_.push_back({std::move(name), t, nullptr}); }
+  void register_buffer(std::string name, int64_t* counter) {
+    buffers_.push_back({std::move(name), nullptr, counter});
+  }
+  template <class M>
+  std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
+    XFER_CHECK(m != nullptr, type_name(), ": register_module('", name, "') got a null module");
+    for (auto& c : children_)
+      XFER_CHECK(c.first != name, type_name(), ": a child named '", name, "' already exists");
+    m->train(training_);
+    children_.emplace_back(std::move(name), m);
+    return m;
+  }
+  // Swaps the child registered under `name` (the parameters of the old one disappear).
+  void replace_module(const std::string& name, ModulePtr m) {
+    for (auto& c : children_)
+      if (c.first == name) {
+        m->train(training_);
+        c.second = std::move(m);
+        return;
+      }
+    throw Error(xfer::detail::concat(type_name(), ": no child named '", name, "' to replace"));
+  }
+
+  static const Tensor<T>& empty_tensor() {
+    static const Tensor<T> e;
+    return e;
+  }
+
+ private:
+  void collect_modules(const std::string& prefix, std::vector<std::pair<std::string, Module<T>*>>& out) {
+    out.emplace_back(prefix, this);
+    for (auto& [name, child] : children_) child->collect_modules(prefix.empty() ? name : prefix + "." + name, out);
+  }
+  void collect_parameters(const std::string& prefix, std::vector<NamedParameter<T>>& out) {
+    for (auto& p : params_) out.push_back({prefix.empty() ? p->local_name : prefix + "." + p->local_name, p.get()});
+    for (auto& [name, child] : children_) child->collect_parameters(prefix.empty() ? name : prefix + "." + name, out);
+  }
+  void collect_buffers(const std::string& prefix, std::vector<NamedBuffer<T>>& out) {
+    for (auto& b : buffers_) out.push_back({prefix.empty() ? b.local_name : prefix + "." + b.local_name, b});
+    for (auto& [name, child] : children_) child->collect_buffers(prefix.empty() ? name : prefix + "." + name, out);
+  }
+  std::string available_prefixes() {
+    std::string s = " (top-level names: ";
+    bool first = true;
+    for (auto& p : params_) s += (first ? "" : ", ") + p->local_name, first = false;
+    for (auto& [name, child] : children_)
+      if (child->num_parameters() > 0) s += (first ? "" : ", ") + name, first = false;
+    return s + ")";
+  }
+  int set_trainable(const Selector& sel, bool trainable, bool bn_stats) {
+    int matched = 0;
+    for (auto& np : named_parameters())
+      if (sel(np.name)) {
+        np.param->trainable = trainable;
+        ++matched;
+      }
+    XFER_CHECK(matched > 0, type_name(), ": ", trainable ? "unfreeze" : "freeze", " pattern ",
+               sel.description(), " matches no parameter", available_prefixes());
+    if (bn_stats) {
+      for (auto& [name, m] : named_modules()) {
+        if (!m->is_batchnorm() || m->own_parameters().empty()) continue;
+        bool all_matched = true;
+        for (auto& p : m->own_parameters())
+          all_matched = all_matched && sel(name.empty() ? p->local_name : name + "." + p->local_name);
+        if (all_matched) m->set_running_stats_frozen(!trainable);
+      }
+    }
+    return matched;
+  }
+
+  std::vector<std::unique_ptr<Parameter<T>>> params_;
+  std::vector<Buffer<T>> buffers_;
+  std::vector<std::pair<std::string, ModulePtr>> children_;
+  std::unique_ptr<ParameterArena<T>> arena_;
+  std::string path_;
+  bool training_ = true;
+  int64_t backward_calls_ = 0;
+};
+
+namespace detail {
+// Backward through modules applied in sequence (chain[0] first in forward order). Computes dx of a
+// module only when something below it needs it: an earlier module with trainable parameters, or the
+// caller (need_input_grad). Returns the first module's dx, or nullptr when it was not needed.
+template <class T>
+const Tensor<T>* chain_backward(const std::vector<Module<T>*>& chain, const Tensor<T>& dy, bool need_input_grad) {
+  const size_t n = chain.size();
+  std::vector<char> trainable_below(n + 1, 0);  // trainable_below[i]: some chain[j], j < i, is trainable
+  for (size_t i = 0; i < n; ++i) trainable_below[i + 1] = trainable_below[i] || chain[i]->has_trainable();
+  const Tensor<T>* cur = &dy;
+  for (size_t i = n; i-- > 0;) {
+    const bool need_dx = need_input_grad || trainable_below[i];
+    if (!need_dx && !chain[i]->has_trainable()) return nullptr;
+    cur = &chain[i]->backward(*cur, need_dx);
+  }
+  return need_input_grad ? cur : nullptr;
+}
+}  // namespace detail
+
+}  // namespace xfer::nn

@@ -1,0 +1,42 @@
+// ReLU: y = max(x, 0). Backward uses the output's sign, so the input need not be kept.
+#pragma once
+
+#include "xfer/core/parallel.hpp"
+#include "xfer/nn/module.hpp"
+
+namespace xfer::nn {
+
+template <class T>
+class ReLU : public Module<T> {
+ public:
+  std::string type_name() const override { return "ReLU"; }
+
+ protected:
+  const Tensor<T>& forward_impl(const Tensor<T>& x) override {
+    y_.resize(x.shape());
+    const int64_t n = x.numel();
+    const T* a = x.data();
+    T* b = y_.data();
+    XFER_OMP_FOR(n)
+    for (int64_t i = 0; i < n; ++i) b[i] = a[i] > T(0) ? a[i] : T(0);
+    return y_;
+  }
+  const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
+    if (!need_input_grad) return this->empty_tensor();
+    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
+               ", expected ", shape_str(y_.shape()));
+    dx_.resize(dy.shape());
+    const int64_t n = dy.numel();
+    const T* g = dy.data();
+    const T* y = y_.data();
+    T* d = dx_.data();
+    XFER_OMP_FOR(n)
+    for (int64_t i = 0; i < n; ++i) d[i] = y[i] > T(0) ? g[i] : T(0);
+    return dx_;
+  }
+
+ private:
+  Tensor<T> y_, dx_;
+};
+
+}  // namespace xfer::nn
