@@ -5,6 +5,8 @@
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/core/tensor.hpp"
+#include "xfer/io/safetensors.hpp"
+#include "xfer/io/state_dict.hpp"
 #include "xfer/kernels/conv2d.hpp"
 #include "xfer/models/model.hpp"
 #include "xfer/models/resnet.hpp"
