@@ -1,0 +1,215 @@
+// Image: a decoded picture held in memory as uint8, HWC order (row by row, channels interleaved),
+// the stb_image decoder (files and memory; always 3 channels) and torchvision-style bilinear resizing.
+// The one thing to know: resize_image matches torchvision.transforms.functional.resize on a uint8
+// tensor (antialias=True by default) to within one grey level (round-half-to-even ties after float
+// interpolation may land on the other side); on float tensors use data::functional::resize.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "xfer/core/error.hpp"
+#include "xfer/core/tensor.hpp"
+
+// Debian's libstb ships the compiled implementation; with a header-only stb, the one translation unit
+// that defines XFER_STB_IMPLEMENTATION before including xfer compiles it.
+#if defined(XFER_STB_HEADER_ONLY) && defined(XFER_STB_IMPLEMENTATION) && !defined(STB_IMAGE_IMPLEMENTATION)
+#define STB_IMAGE_IMPLEMENTATION
+#endif
+#include <stb_image.h>
+
+namespace xfer::data {
+
+// A non-owning view of HWC uint8 pixels (what datasets hand out without copying).
+struct ImageView {
+  int64_t height = 0, width = 0, channels = 0;
+  const uint8_t* pixels = nullptr;
+  int64_t numel() const { return height * width * channels; }
+  uint8_t at(int64_t y, int64_t x, int64_t c) const { return pixels[(y * width + x) * channels + c]; }
+};
+
+struct Image {
+  int64_t height = 0, width = 0, channels = 0;
+  std::vector<uint8_t> pixels;  // HWC, height * width * channels bytes
+
+  Image() = default;
+  Image(int64_t h, int64_t w, int64_t c, uint8_t fill = 0) : height(h), width(w), channels(c) {
+    XFER_CHECK(h >= 0 && w >= 0 && c > 0, "Image: invalid size ", h, "x", w, "x", c);
+    pixels.assign(static_cast<size_t>(h * w * c), fill);
+  }
+  ImageView view() const { return {height, width, channels, pixels.data()}; }
+  operator ImageView() const { return view(); }
+  int64_t numel() const { return height * width * channels; }
+  uint8_t& at(int64_t y, int64_t x, int64_t c) { return pixels[static_cast<size_t>((y * width + x) * channels + c)]; }
+  uint8_t at(int64_t y, int64_t x, int64_t c) const { return pixels[static_cast<size_t>((y * width + x) * channels + c)]; }
+};
+
+inline Image to_image(ImageView v) {
+  Image img(v.height, v.width, v.channels);
+  if (v.numel()) std::memcpy(img.pixels.data(), v.pixels, static_cast<size_t>(v.numel()));
+  return img;
+}
+
+// Decodes JPEG/PNG/BMP/TGA/GIF(first frame)/PNM bytes into a 3-channel image (grey and alpha are
+// converted as stb does). `name` is used in the error message (a file name, or "<memory>").
+inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::string& name = "<memory>") {
+  XFER_CHECK(!bytes.empty(), "decode_image: ", name, " is empty (0 bytes)");
+  XFER_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, " is too large (", bytes.size(),
+             " bytes; stb_image reads at most 2 GiB)");
+  int w = 0, h = 0, comp = 0;
+  stbi_uc* data = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, 3);
+  if (!data) {
+    const char* why = stbi_failure_reason();
+    throw Error(detail::concat("decode_image: cannot decode ", name, ": ", why ? why : "unknown stb_image error"));
+  }
+  Image img;
+  img.height = h;
+  img.width = w;
+  img.channels = 3;
+  img.pixels.assign(data, data + static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+  stbi_image_free(data);
+  XFER_CHECK(w > 0 && h > 0, "decode_image: ", name, " decoded to an empty ", h, "x", w, " image");
+  return img;
+}
+
+inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  XFER_CHECK(in.good(), "cannot open ", path.string());
+  const std::streamoff size = in.tellg();
+  XFER_CHECK(size >= 0, "cannot read the size of ", path.string());
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  in.seekg(0);
+  if (size > 0) in.read(reinterpret_cast<char*>(bytes.data()), size);
+  XFER_CHECK(in.good() || size == 0, "cannot read ", size, " bytes from ", path.string());
+  return bytes;
+}
+
+inline Image decode_image(const std::filesystem::path& path) {
+  const auto bytes = read_file_bytes(path);
+  return decode_image_memory(bytes, path.string());
+}
+
+namespace detail {
+
+// Interpolation taps along one axis: output o reads input[start[o] + k] * weight[o * taps + k] for k < taps.
+struct AxisTaps {
+  int64_t taps = 0;
+  std::vector<int64_t> start;
+  std::vector<float> weight;
+};
+
+// torch's upsample_bilinear2d_aa (PIL's algorithm): a triangle filter stretched by the scale when
+// downsampling, weights normalised per output. Computed in float like torch does for float inputs.
+inline AxisTaps antialias_taps(int64_t in, int64_t out) {
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  const float support = scale >= 1.0f ? 1.0f * scale : 1.0f;
+  const float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
+  AxisTaps t;
+  t.taps = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
+  t.start.resize(static_cast<size_t>(out));
+  t.weight.assign(static_cast<size_t>(out * t.taps), 0.0f);
+  for (int64_t o = 0; o < out; ++o) {
+    const float center = scale * (static_cast<float>(o) + 0.5f);
+    const int64_t xmin = std::max<int64_t>(static_cast<int64_t>(center - support + 0.5f), 0);
+    const int64_t xsize = std::min<int64_t>(static_cast<int64_t>(center + support + 0.5f), in) - xmin;
+    float* w = &t.weight[static_cast<size_t>(o * t.taps)];
+    float total = 0.0f;
+    for (int64_t j = 0; j < xsize && j < t.taps; ++j) {
+      const float x = (static_cast<float>(j + xmin) - center + 0.5f) * invscale;
+      const float ax = std::abs(x);
+      w[j] = ax < 1.0f ? 1.0f - ax : 0.0f;
+      total += w[j];
+    }
+    if (total != 0.0f)
+      for (int64_t j = 0; j < t.taps; ++j) w[j] /= total;
+    t.start[static_cast<size_t>(o)] = xmin;
+  }
+  return t;
+}
+
+// torch's upsample_bilinear2d with align_corners=False (no antialias: aliasing when shrinking a lot).
+inline AxisTaps bilinear_taps(int64_t in, int64_t out) {
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  AxisTaps t;
+  t.taps = 2;
+  t.start.resize(static_cast<size_t>(out));
+  t.weight.assign(static_cast<size_t>(out * 2), 0.0f);
+  for (int64_t o = 0; o < out; ++o) {
+    float src = scale * (static_cast<float>(o) + 0.5f) - 0.5f;
+    if (src < 0) src = 0;
+    const int64_t i0 = static_cast<int64_t>(src);
+    const float l1 = src - static_cast<float>(i0);
+    t.start[static_cast<size_t>(o)] = i0;
+    if (i0 < in - 1) {
+      t.weight[static_cast<size_t>(2 * o)] = 1.0f - l1;
+      t.weight[static_cast<size_t>(2 * o + 1)] = l1;
+    } else {
+      t.weight[static_cast<size_t>(2 * o)] = 1.0f;  // both taps read the last pixel
+    }
+  }
+  return t;
+}
+
+// Resamples `planes` float planes of in_h x in_w into out_h x out_w: horizontal pass, then vertical (torch's order).
+inline void resample_planes(const float* in, int64_t planes, int64_t in_h, int64_t in_w, float* out, int64_t out_h,
+                            int64_t out_w, bool antialias) {
+  const AxisTaps tx = antialias ? antialias_taps(in_w, out_w) : bilinear_taps(in_w, out_w);
+  const AxisTaps ty = antialias ? antialias_taps(in_h, out_h) : bilinear_taps(in_h, out_h);
+  std::vector<float> tmp(static_cast<size_t>(in_h * out_w));
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* src = in + p * in_h * in_w;
+    for (int64_t y = 0; y < in_h; ++y)
+      for (int64_t x = 0; x < out_w; ++x) {
+        const float* w = &tx.weight[static_cast<size_t>(x * tx.taps)];
+        const int64_t s = tx.start[static_cast<size_t>(x)];
+        float acc = 0.0f;
+        for (int64_t k = 0; k < tx.taps && s + k < in_w; ++k) acc += src[y * in_w + s + k] * w[k];
+        tmp[static_cast<size_t>(y * out_w + x)] = acc;
+      }
+    float* dst = out + p * out_h * out_w;
+    for (int64_t y = 0; y < out_h; ++y) {
+      const float* w = &ty.weight[static_cast<size_t>(y * ty.taps)];
+      const int64_t s = ty.start[static_cast<size_t>(y)];
+      for (int64_t x = 0; x < out_w; ++x) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < ty.taps && s + k < in_h; ++k) acc += tmp[static_cast<size_t>((s + k) * out_w + x)] * w[k];
+        dst[y * out_w + x] = acc;
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+// Bilinear resize of a uint8 image to exactly height x width, as torchvision's F.resize on a uint8
+// tensor: interpolate in float, round half to even, clamp to [0, 255].
+inline Image resize_image(ImageView img, int64_t height, int64_t width, bool antialias = true) {
+  XFER_CHECK(height > 0 && width > 0, "resize_image: target size must be positive, got ", height, "x", width);
+  XFER_CHECK(img.height > 0 && img.width > 0 && img.channels > 0, "resize_image: empty input image ", img.height, "x",
+             img.width, "x", img.channels);
+  if (height == img.height && width == img.width) return to_image(img);
+  const int64_t C = img.channels, H = img.height, W = img.width;
+  std::vector<float> planes(static_cast<size_t>(C * H * W));
+  for (int64_t y = 0; y < H; ++y)
+    for (int64_t x = 0; x < W; ++x)
+      for (int64_t c = 0; c < C; ++c) planes[static_cast<size_t>((c * H + y) * W + x)] = img.at(y, x, c);
+  std::vector<float> out(static_cast<size_t>(C * height * width));
+  detail::resample_planes(planes.data(), C, H, W, out.data(), height, width, antialias);
+  Image r(height, width, C);
+  for (int64_t y = 0; y < height; ++y)
+    for (int64_t x = 0; x < width; ++x)
+      for (int64_t c = 0; c < C; ++c) {
+        const float v = std::nearbyint(out[static_cast<size_t>((c * height + y) * width + x)]);
+        r.at(y, x, c) = static_cast<uint8_t>(std::clamp(v, 0.0f, 255.0f));
+      }
+  return r;
+}
+
+}  // namespace xfer::data
