@@ -28,11 +28,11 @@ void constant(Parameter<T>& p, T v) {
 }
 template <class T>
 void uniform(Parameter<T>& p, double lo, double hi, Rng& rng) {
-  for (int64_t i = 0; i < p.numel; ++i) p.value[i] = static_cast<T>(rng.uniform(lo, hi));
+  rng.fill_uniform(p.value, p.numel, lo, hi);
 }
 template <class T>
 void normal(Parameter<T>& p, double mean, double stddev, Rng& rng) {
-  for (int64_t i = 0; i < p.numel; ++i) p.value[i] = static_cast<T>(rng.normal(mean, stddev));
+  rng.fill_normal(p.value, p.numel, mean, stddev);
 }
 // kaiming_normal_(mode="fan_out", nonlinearity="relu"): what torchvision's ResNet/VGG use for convs.
 template <class T>

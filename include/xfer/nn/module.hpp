@@ -193,21 +193,19 @@ class Module {
     fresh->params = named_parameters();
     int64_t total = 0;
     for (auto& np : fresh->params) total += np.param->numel;
-    fresh->values.assign(static_cast<size_t>(total), T(0));
-    fresh->grads.assign(static_cast<size_t>(total), T(0));
-    int64_t off = 0;
+    // Fill each buffer in one pass (reserve + insert: no zero-fill of 2x the model's size first),
+    // releasing each parameter's own storage as soon as it has been copied.
+    fresh->values.reserve(static_cast<size_t>(total));
+    fresh->grads.reserve(static_cast<size_t>(total));
     for (auto& np : fresh->params) {
       Parameter<T>& p = *np.param;
-      std::copy(p.value, p.value + p.numel, fresh->values.data() + off);
-      std::copy(p.grad, p.grad + p.numel, fresh->grads.data() + off);
-      p.offset = off;
-      off += p.numel;
+      p.offset = static_cast<int64_t>(fresh->values.size());
+      fresh->values.insert(fresh->values.end(), p.value, p.value + p.numel);
+      fresh->grads.insert(fresh->grads.end(), p.grad, p.grad + p.numel);
+      AlignedVector<T>().swap(p.own_value);
+      AlignedVector<T>().swap(p.own_grad);
     }
     fresh->unbind();
-    for (auto& np : fresh->params) {
-      AlignedVector<T>().swap(np.param->own_value);
-      AlignedVector<T>().swap(np.param->own_grad);
-    }
     for (auto& [name, m] : named_modules()) {
       m->path_ = name;
       if (m != this) m->arena_.reset();
