@@ -8,6 +8,8 @@
 #include "xfer/io/safetensors.hpp"
 #include "xfer/io/state_dict.hpp"
 #include "xfer/kernels/conv2d.hpp"
+#include "xfer/meta/episodes.hpp"
+#include "xfer/meta/maml.hpp"
 #include "xfer/models/model.hpp"
 #include "xfer/models/resnet.hpp"
 #include "xfer/models/vgg.hpp"

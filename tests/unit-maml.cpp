@@ -1,0 +1,337 @@
+// MAML meta-gradients against PyTorch (tests/fixtures/gen_maml.py -> maml.json, double precision,
+// torch.autograd.grad with create_graph=True), against finite differences of the whole MAML
+// objective, and the adapter's contracts: memory, frozen parameters, ANIL, bad labels.
+#include <catch2/catch.hpp>
+#include <xfer/xfer.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+using namespace xfer;
+using namespace xfer::nn;
+using json = nlohmann::json;
+
+namespace {
+
+const json& fixture() {
+  static const json j = [] {
+    std::ifstream f(std::string(XFER_FIXTURE_DIR) + "/maml.json");
+    REQUIRE(f.good());
+    return json::parse(f);
+  }();
+  return j;
+}
+
+// conv-BN-ReLU-pool twice, then linear: the layout gen_maml.py builds in torch.
+template <class T>
+std::shared_ptr<Sequential<T>> small_net() {
+  auto s = std::make_shared<Sequential<T>>();
+  s->template emplace_back<Conv2d<T>>(Conv2dOptions{.in_channels = 1, .out_channels = 4, .kernel_size = 3, .padding = 1});
+  s->template emplace_back<BatchNorm2d<T>>(4);
+  s->template emplace_back<ReLU<T>>();
+  s->template emplace_back<MaxPool2d<T>>(MaxPool2dOptions{.kernel_size = 2});
+  s->template emplace_back<Conv2d<T>>(Conv2dOptions{.in_channels = 4, .out_channels = 4, .kernel_size = 3, .padding = 1});
+  s->template emplace_back<BatchNorm2d<T>>(4);
+  s->template emplace_back<ReLU<T>>();
+  s->template emplace_back<MaxPool2d<T>>(MaxPool2dOptions{.kernel_size = 2});
+  s->template emplace_back<Flatten<T>>();
+  s->template emplace_back<Linear<T>>(LinearOptions{.in_features = 16, .out_features = 3});
+  s->flatten_parameters();
+  for (auto& np : s->arena().params) {
+    const auto& v = fixture()["params"][np.name];
+    REQUIRE(static_cast<int64_t>(v.size()) == np.param->numel);
+    for (int64_t i = 0; i < np.param->numel; ++i) np.param->value[i] = static_cast<T>(v[static_cast<size_t>(i)].template get<double>());
+  }
+  return s;
+}
+
+struct Task {
+  Tensor<double> sx, qx;
+  Labels sy, qy;
+};
+Task task() {
+  const auto& j = fixture();
+  Task t;
+  t.sx = Tensor<double>::from({6, 1, 8, 8}, j["support_x"].get<std::vector<double>>());
+  t.qx = Tensor<double>::from({9, 1, 8, 8}, j["query_x"].get<std::vector<double>>());
+  t.sy = j["support_y"].get<Labels>();
+  t.qy = j["query_y"].get<Labels>();
+  return t;
+}
+
+// Arena-layout vector of a {name: values} fixture object.
+std::vector<double> arena_vector(ParameterArena<double>& arena, const json& by_name) {
+  std::vector<double> out(static_cast<size_t>(arena.size()));
+  for (auto& np : arena.params) {
+    const auto& v = by_name[np.name];
+    for (int64_t i = 0; i < np.param->numel; ++i)
+      out[static_cast<size_t>(np.param->offset + i)] = v[static_cast<size_t>(i)].get<double>();
+  }
+  return out;
+}
+
+template <class A, class B>
+double rel_error(const A& a, const B& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    num += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+    den += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(num / den);
+}
+
+const json& find_case(const std::string& name) {
+  for (const auto& c : fixture()["cases"])
+    if (c["name"] == name) return c;
+  FAIL("no fixture case " << name);
+  throw 0;
+}
+
+// Runs one fixture case through meta::MAML and returns the accumulated meta-gradient.
+std::vector<double> run_case(const json& c, double* query_loss = nullptr, std::vector<double>* lr_grad = nullptr) {
+  auto net = small_net<double>();
+  auto& arena = net->arena();
+  meta::MAMLOptions<double> opt{.inner_steps = c["steps"].get<int>(), .first_order = c["first_order"].get<bool>()};
+  if (c.contains("inner_lr")) opt.inner_lr = c["inner_lr"].get<double>();
+  if (c["adapt"] != "all") opt.adapt = Selector(c["adapt"].get<std::string>());
+  opt.learn_inner_lr = c.contains("inner_lrs");
+  meta::MAML<double> maml(*net, opt);
+  if (c.contains("inner_lrs")) {
+    auto lrs = arena_vector(arena, c["inner_lrs"]);
+    std::copy(lrs.begin(), lrs.end(), maml.inner_lrs().value);
+  }
+  const Task t = task();
+  maml.zero_grad();
+  auto r = maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+  if (query_loss) *query_loss = r.query.loss;
+  if (lr_grad) lr_grad->assign(maml.inner_lrs().grad, maml.inner_lrs().grad + arena.size());
+  return {arena.grads.begin(), arena.grads.end()};
+}
+
+}  // namespace
+
+TEST_CASE("Second-order MAML meta-gradient matches PyTorch create_graph=True within 1e-6 (1 and 3 steps)") {
+  for (const char* name : {"maml_1step_second_order", "maml_3step_second_order", "anil_3step_second_order"}) {
+    INFO(name);
+    const auto& c = find_case(name);
+    double loss = 0;
+    auto g = run_case(c, &loss);
+    auto net = small_net<double>();
+    auto expected = arena_vector(net->arena(), c["meta_grad"]);
+    CHECK(loss == Approx(c["query_loss"].get<double>()).epsilon(1e-12));
+    const double err = rel_error(g, expected);
+    INFO("relative error " << err);
+    CHECK(err < 1e-6);
+  }
+}
+
+TEST_CASE("First-order MAML meta-gradient matches PyTorch within 1e-10 (1 and 3 steps)") {
+  for (const char* name : {"maml_1step_first_order", "maml_3step_first_order"}) {
+    INFO(name);
+    const auto& c = find_case(name);
+    auto g = run_case(c);
+    auto net = small_net<double>();
+    const double err = rel_error(g, arena_vector(net->arena(), c["meta_grad"]));
+    INFO("relative error " << err);
+    CHECK(err < 1e-10);
+  }
+}
+
+TEST_CASE("The Hessian term matters on the fixture: second and first order differ by more than 1%") {
+  for (int k : {1, 3}) {
+    auto so = run_case(find_case("maml_" + std::to_string(k) + "step_second_order"));
+    auto fo = run_case(find_case("maml_" + std::to_string(k) + "step_first_order"));
+    CHECK(rel_error(so, fo) > 1e-2);
+  }
+}
+
+TEST_CASE("Meta-SGD: gradients of the weights and of the per-element inner learning rates match PyTorch") {
+  const auto& c = find_case("metasgd_2step_second_order");
+  std::vector<double> lr_grad;
+  auto g = run_case(c, nullptr, &lr_grad);
+  auto net = small_net<double>();
+  CHECK(rel_error(g, arena_vector(net->arena(), c["meta_grad"])) < 1e-6);
+  CHECK(rel_error(lr_grad, arena_vector(net->arena(), c["inner_lr_grad"])) < 1e-6);
+}
+
+TEST_CASE("Second-order meta-gradient equals central differences of the whole MAML objective") {
+  const Task t = task();
+  for (int k : {1, 3}) {
+    INFO(k << " inner steps");
+    auto net = small_net<double>();
+    auto& arena = net->arena();
+    meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = k});
+    maml.zero_grad();
+    maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+    std::vector<double> analytic(arena.grads.begin(), arena.grads.end()), numeric(analytic.size());
+    const double h = 1e-6;
+    for (size_t i = 0; i < numeric.size(); ++i) {
+      const double v = arena.values[i];
+      arena.values[i] = v + h;
+      const double fp = maml.objective(t.sx, t.sy, t.qx, t.qy);
+      arena.values[i] = v - h;
+      const double fm = maml.objective(t.sx, t.sy, t.qx, t.qy);
+      arena.values[i] = v;
+      numeric[i] = (fp - fm) / (2 * h);
+    }
+    const double err = rel_error(analytic, numeric);
+    INFO("relative error " << err);
+    CHECK(err < 1e-6);
+  }
+}
+
+TEST_CASE("Memory does not grow with the number of tasks in a meta-batch") {
+  auto net = small_net<double>();
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 3, .learn_inner_lr = true});
+  const Task t = task();
+  maml.zero_grad();
+  maml.accumulate(t.sx, t.sy, t.qx, t.qy, 0.25);
+  const size_t after_first = maml.workspace_bytes();
+  const double* theta_data = net->arena().values.data();
+  CHECK(after_first > 0);
+  for (int task = 1; task < 8; ++task) {
+    maml.accumulate(t.sx, t.sy, t.qx, t.qy, 0.25);
+    CHECK(maml.workspace_bytes() == after_first);
+  }
+  CHECK(net->arena().values.data() == theta_data);
+  // Accumulation is additive: 8 tasks of weight 1/4 give twice the single-task gradient.
+  std::vector<double> g8(net->arena().grads.begin(), net->arena().grads.end());
+  maml.zero_grad();
+  maml.accumulate(t.sx, t.sy, t.qx, t.qy, 1.0);
+  for (size_t i = 0; i < g8.size(); ++i) CHECK(g8[i] == Approx(2 * net->arena().grads[i]).margin(1e-12));
+}
+
+TEST_CASE("adapt leaves the model's weights untouched and rebinds them afterwards") {
+  auto net = small_net<double>();
+  auto& arena = net->arena();
+  std::vector<double> before(arena.values.begin(), arena.values.end());
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 2});
+  const Task t = task();
+  auto losses = maml.adapt(t.sx, t.sy);
+  REQUIRE(losses.size() == 2);
+  CHECK(losses[1] < losses[0]);
+  CHECK(std::equal(before.begin(), before.end(), arena.values.begin()));
+  for (auto& np : arena.params) CHECK(np.param->value == arena.values.data() + np.param->offset);
+  // The fast weights fit the support set better than the initial ones.
+  CHECK(maml.evaluate(t.sx, t.sy).loss < losses[0]);
+}
+
+TEST_CASE("ANIL: the inner loop moves only the head and runs no backward below it") {
+  auto net = small_net<double>();
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 3, .adapt = Selector("9")});
+  const Task t = task();
+  const int64_t conv_calls = (*net)[0].backward_calls();
+  maml.adapt(t.sx, t.sy);
+  CHECK((*net)[0].backward_calls() == conv_calls);
+  const auto& fast = maml.fast_weights();
+  auto& arena = net->arena();
+  for (auto& np : arena.params) {
+    bool moved = false;
+    for (int64_t i = 0; i < np.param->numel; ++i) moved = moved || fast[np.param->offset + i] != arena.values[np.param->offset + i];
+    CHECK(moved == (np.name.rfind("9.", 0) == 0));
+  }
+}
+
+TEST_CASE("Frozen parameters are neither adapted nor given a meta-gradient; the rest still are") {
+  auto net = small_net<double>();
+  net->freeze("0");
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 2});
+  const Task t = task();
+  maml.zero_grad();
+  maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+  auto& arena = net->arena();
+  for (auto& np : arena.params) {
+    double norm = 0, moved = 0;
+    for (int64_t i = 0; i < np.param->numel; ++i) {
+      norm += std::abs(arena.grads[np.param->offset + i]);
+      moved += std::abs(maml.fast_weights()[np.param->offset + i] - arena.values[np.param->offset + i]);
+    }
+    INFO(np.name);
+    if (np.name.rfind("0.", 0) == 0) {
+      CHECK(norm == 0);
+      CHECK(moved == 0);
+    } else if (np.name != "4.bias") {  // a conv bias before BatchNorm has an exactly zero gradient
+      CHECK(norm > 0);
+    }
+  }
+}
+
+TEST_CASE("Support labels outside [0, N) are an xfer::Error naming the label and the model's outputs") {
+  auto net = small_net<double>();
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1});
+  Task t = task();
+  t.sy[3] = 3;
+  CHECK_THROWS_WITH(maml.adapt(t.sx, t.sy), Catch::Contains("support label 3 of sample 3 is outside [0, 3)"));
+  t.sy[3] = -1;
+  CHECK_THROWS_AS(maml.accumulate(t.sx, t.sy, t.qx, t.qy), Error);
+  // The failed call left the model bound to its own weights.
+  for (auto& np : net->arena().params) CHECK(np.param->value == net->arena().values.data() + np.param->offset);
+}
+
+TEST_CASE("Options are validated: a selector that adapts nothing, negative steps, a changed layout") {
+  auto net = small_net<double>();
+  CHECK_THROWS_WITH(meta::MAML<double>(*net, {.adapt = Selector("classifier")}), Catch::Contains("matches no parameter"));
+  CHECK_THROWS_AS(meta::MAML<double>(*net, {.inner_steps = -1}), Error);
+}
+
+TEST_CASE("Regression with a tensor target uses MSE, and a custom loss callable is honoured") {
+  Rng rng(3);
+  auto mlp = [&] {
+    auto s = std::make_shared<Sequential<double>>();
+    Rng init(7);
+    s->emplace_back<Linear<double>>(LinearOptions{1, 8}, init);
+    s->emplace_back<ReLU<double>>();
+    s->emplace_back<Linear<double>>(LinearOptions{8, 1}, init);
+    s->flatten_parameters();
+    return s;
+  };
+  Tensor<double> sx({10, 1}), sy({10, 1}), qx({10, 1}), qy({10, 1});
+  for (int i = 0; i < 10; ++i) {
+    sx[i] = rng.uniform(-5, 5), sy[i] = std::sin(sx[i]);
+    qx[i] = rng.uniform(-5, 5), qy[i] = std::sin(qx[i]);
+  }
+  auto a = mlp();
+  meta::MAML<double> m1(*a, {.inner_lr = 0.05, .inner_steps = 2});
+  m1.zero_grad();
+  auto r1 = m1.accumulate(sx, sy, qx, qy);
+  // Finite differences of the MSE objective.
+  auto& arena = a->arena();
+  std::vector<double> numeric(arena.values.size());
+  for (size_t i = 0; i < numeric.size(); ++i) {
+    const double v = arena.values[i], h = 1e-6;
+    arena.values[i] = v + h;
+    const double fp = m1.objective(sx, sy, qx, qy);
+    arena.values[i] = v - h;
+    const double fm = m1.objective(sx, sy, qx, qy);
+    arena.values[i] = v;
+    numeric[i] = (fp - fm) / (2 * h);
+  }
+  CHECK(rel_error(arena.grads, numeric) < 1e-6);
+  // Half the MSE as a custom loss: same adaptation with twice the inner lr, half the meta-gradient.
+  auto b = mlp();
+  meta::MAML<double> m2(*b, {.inner_lr = 0.1, .inner_steps = 2, .loss = [](const Tensor<double>& p, const meta::Target<double>& y) {
+                               auto r = mse_loss(p, std::get<Tensor<double>>(y));
+                               r.loss *= 0.5;
+                               r.grad.array() *= 0.5;
+                               return r;
+                             }});
+  m2.zero_grad();
+  auto r2 = m2.accumulate(sx, sy, qx, qy);
+  CHECK(r2.query.loss == Approx(0.5 * r1.query.loss).epsilon(1e-10));
+  for (size_t i = 0; i < numeric.size(); ++i) CHECK(b->arena().grads[i] == Approx(0.5 * arena.grads[i]).margin(1e-9));
+}
+
+TEST_CASE("Float second order: the finite-difference Hessian term is accurate to 1e-3 of the double result") {
+  const auto& c = find_case("maml_3step_second_order");
+  auto expected_net = small_net<double>();
+  auto expected = arena_vector(expected_net->arena(), c["meta_grad"]);
+  auto net = small_net<float>();
+  meta::MAML<float> maml(*net, {.inner_lr = 0.1, .inner_steps = 3});
+  const Task t = task();
+  maml.zero_grad();
+  maml.accumulate(t.sx.cast<float>(), t.sy, t.qx.cast<float>(), t.qy);
+  const double err = rel_error(net->arena().grads, expected);
+  INFO("float relative error " << err);
+  CHECK(err < 1e-3);
+}
