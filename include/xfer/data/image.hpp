@@ -67,7 +67,7 @@ inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::stri
   stbi_uc* data = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, 3);
   if (!data) {
     const char* why = stbi_failure_reason();
-    throw Error(detail::concat("decode_image: cannot decode ", name, ": ", why ? why : "unknown stb_image error"));
+    throw Error(::xfer::detail::concat("decode_image: cannot decode ", name, ": ", why ? why : "unknown stb_image error"));
   }
   Image img;
   img.height = h;
