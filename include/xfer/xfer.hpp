@@ -36,3 +36,8 @@
 #include "xfer/nn/relu.hpp"
 #include "xfer/nn/selector.hpp"
 #include "xfer/nn/sequential.hpp"
+#include "xfer/optim/adam.hpp"
+#include "xfer/optim/optimizer.hpp"
+#include "xfer/optim/plateau.hpp"
+#include "xfer/optim/scheduler.hpp"
+#include "xfer/optim/sgd.hpp"
