@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/tensor.hpp"
 #include "xfer/core/workspace.hpp"
+#include "xfer/kernels/gemm.hpp"
 
 namespace xfer::kernels {
 
@@ -137,12 +139,70 @@ void scatter_planes(const T* src, int64_t channels, int64_t P, int64_t n0, int64
   }
 }
 
+
+#ifdef __AVX512F__
+// The packed-GEMM path (float with AVX-512): the batch is folded into the GEMM's column views, so
+// only the im2col/col2im copies remain, and pointwise convolutions need none at all.
+inline void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t P = g.out_plane(), K = g.ckk();
+  const GemmEpilogue ep{.row_bias = bias};
+  if (g.pointwise()) {
+    gemm(g.o, g.n * P, K, row_major(w, K), batch_folded(x, g.c, P), batch_folded(y, g.o, P), ep);
+    return;
+  }
+  const int64_t chunk = chunk_images<float>(g);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.n - n0), cols_n = nb * P;
+    float* cols = scratch<float>(xfer::detail::Scratch::Columns, K * cols_n);
+    im2col(g, x, n0, nb, cols);
+    gemm(g.o, cols_n, K, row_major(w, K), row_major<float>(cols, cols_n), batch_folded(y + n0 * g.o * P, g.o, P), ep);
+  }
+}
+
+inline void backward_data_packed(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) {
+  const int64_t P = g.out_plane(), K = g.ckk();
+  if (g.pointwise()) {
+    gemm(K, g.n * P, g.o, transposed(w, K), batch_folded(dy, g.o, P), batch_folded(dx, g.c, P));
+    return;
+  }
+  const int64_t chunk = chunk_images<float>(g);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.n - n0), cols_n = nb * P;
+    float* cols = scratch<float>(xfer::detail::Scratch::Columns, K * cols_n);
+    gemm(K, cols_n, g.o, transposed(w, K), batch_folded(dy + n0 * g.o * P, g.o, P), View<float>{cols, {cols_n}, {1}});
+    col2im(g, cols, n0, nb, dx);
+  }
+}
+
+inline void backward_weights_packed(const Conv2dGeometry& g, const float* x, const float* dy, float* dw) {
+  const int64_t P = g.out_plane(), K = g.ckk();
+  const GemmEpilogue ep{.accumulate = true};
+  const View<float> DW{dw, {K}, {1}};
+  if (g.pointwise()) {
+    // B(col, ch) = x[image(col), ch, pixel(col)]: folded along B's rows.
+    const View<const float> X{x, {1, P, g.c * P}, {P}};
+    gemm(g.o, K, g.n * P, batch_folded(dy, g.o, P), X, DW, ep);
+    return;
+  }
+  const int64_t chunk = chunk_images<float>(g);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, g.n - n0), cols_n = nb * P;
+    float* cols = scratch<float>(xfer::detail::Scratch::Columns, K * cols_n);
+    im2col(g, x, n0, nb, cols);
+    gemm(g.o, K, cols_n, batch_folded(dy + n0 * g.o * P, g.o, P), transposed<float>(cols, cols_n), DW, ep);
+  }
+}
+#endif
+
 }  // namespace detail
 
 // y[n, o, oy, ox] = bias[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oy*sh - ph + i, ox*sw - pw + j]
 template <class T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
   using namespace detail;
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) return forward_packed(g, x, w, bias, y);
+#endif
   const int64_t P = g.out_plane(), K = g.ckk();
   const int64_t chunk = chunk_images<T>(g);
   CMapM<T> W(w, g.o, K, Eigen::OuterStride<>(K));
@@ -179,6 +239,9 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
 template <class T>
 void conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
   using namespace detail;
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) return backward_data_packed(g, dy, w, dx);
+#endif
   const int64_t P = g.out_plane(), K = g.ckk();
   const int64_t chunk = chunk_images<T>(g);
   CMapM<T> W(w, g.o, K, Eigen::OuterStride<>(K));
@@ -225,6 +288,9 @@ void conv2d_backward_weights(const Conv2dGeometry& g, const T* x, const T* dy, T
     }
   }
   if (!dw) return;
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) return backward_weights_packed(g, x, dy, dw);
+#endif
   const int64_t chunk = chunk_images<T>(g);
   MapM<T> DW(dw, g.o, K, Eigen::OuterStride<>(K));
   for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {

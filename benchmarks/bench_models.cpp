@@ -1,0 +1,138 @@
+// bench_models: images per second of a whole model for inference, a full training step
+// (forward + backward + SGD with momentum) or a frozen-backbone step (only the head learns; the
+// backbone's BatchNorm statistics are frozen too, so it runs like inference).
+//
+//   bench_models --model resnet18 --mode train --batch 64 --threads 2 --seconds 10 --json
+//
+// Input is 3x32x32 with 10 classes (the CIFAR-sized workload compare_pytorch.py also runs).
+// "vgg11" means vgg11_bn features with the 512 -> classes head (zoo name vgg11-cifar), the usual
+// VGG for 32x32 inputs; any other zoo name is accepted as is. Every step is timed on its own after
+// warm-up; img_per_s is the median over steps, img_per_s_min the slowest step.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "xfer/core/parallel.hpp"
+#include "xfer/models/zoo.hpp"
+#include "xfer/nn/loss.hpp"
+
+using namespace xfer;
+
+namespace {
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+std::string zoo_name(const std::string& model) {
+  if (model == "vgg11" || model == "vgg13" || model == "vgg16") return model + "-cifar";
+  return model;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"xfer model benchmark: images/s for inference, training and frozen-backbone steps"};
+  std::string model = "resnet18", mode = "train";
+  int64_t batch = 64, image = 32, classes = 10;
+  int threads = 2, warmup = 3;
+  double seconds = 10;
+  bool json = false;
+  app.add_option("--model", model, "resnet18 | resnet18-cifar | vgg11 (vgg11_bn, 512->classes head) | any zoo name");
+  app.add_option("--mode", mode, "infer | train | frozen")->check(CLI::IsMember({"infer", "train", "frozen"}));
+  app.add_option("--batch", batch, "images per step")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber);
+  app.add_option("--seconds", seconds, "measurement time after warm-up")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  app.add_option("--image", image, "input height = width")->check(CLI::PositiveNumber);
+  app.add_option("--classes", classes, "number of classes")->check(CLI::PositiveNumber);
+  app.add_flag("--json", json, "print one JSON line at the end");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    set_num_threads(threads);
+    auto net = models::create<float>(zoo_name(model), {.num_classes = classes, .seed = 1});
+    if (mode == "infer") {
+      net->eval();
+    } else {
+      net->train();
+      if (mode == "frozen") net->freeze_backbone({.bn_stats = true});
+    }
+
+    Rng rng(42);
+    Tensor<float> x({batch, 3, image, image});
+    for (auto& v : x) v = static_cast<float>(rng.normal());
+    nn::Labels y(static_cast<size_t>(batch));
+    for (auto& l : y) l = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
+
+    // SGD with momentum 0.9 on the trainable ranges of the arena (what torch.optim.SGD does).
+    auto& arena = net->arena();
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    for (auto& np : arena.params)
+      if (np.param->trainable) ranges.emplace_back(np.param->offset, np.param->numel);
+    AlignedVector<float> momentum(arena.values.size(), 0.0f);
+    const float lr = 0.01f, mu = 0.9f;
+
+    double sink = 0;
+    auto step = [&] {
+      const Tensor<float>& logits = net->forward(x);
+      if (mode == "infer") {
+        sink += logits[0];
+        return;
+      }
+      auto [loss, grad] = nn::cross_entropy(logits, y);
+      sink += loss;
+      net->zero_grad();
+      net->backward(grad, false);
+      for (auto [off, n] : ranges) {
+        float* w = arena.values.data() + off;
+        const float* g = arena.grads.data() + off;
+        float* m = momentum.data() + off;
+        for (int64_t i = 0; i < n; ++i) {
+          m[i] = mu * m[i] + g[i];
+          w[i] -= lr * m[i];
+        }
+      }
+    };
+
+    for (int i = 0; i < warmup; ++i) step();
+    std::vector<double> rates;
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    do {
+      const auto t0 = clock::now();
+      step();
+      const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+      rates.push_back(static_cast<double>(batch) / dt);
+    } while (std::chrono::duration<double>(clock::now() - start).count() < seconds || rates.size() < 3);
+
+    std::vector<double> sorted = rates;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted.size() % 2 ? sorted[sorted.size() / 2]
+                                            : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
+    const double worst = sorted.front();
+    const double rss = peak_rss_mb();
+    if (!json) {
+      std::printf("%s %s batch=%lld threads=%d: %.1f img/s median, %.1f min over %zu steps, peak RSS %.0f MB (checksum %g)\n",
+                  model.c_str(), mode.c_str(), static_cast<long long>(batch), threads, median, worst, rates.size(), rss,
+                  sink);
+    } else {
+      nlohmann::json j{{"model", model},         {"mode", mode},           {"batch", batch},
+                       {"threads", threads},     {"img_per_s", median},    {"img_per_s_min", worst},
+                       {"peak_rss_mb", rss},     {"steps", rates.size()}};
+      std::cout << j.dump() << std::endl;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "bench_models: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

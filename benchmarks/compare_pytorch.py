@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Side-by-side images/s of xfer's bench_models and PyTorch on the same workloads.
+
+Runs with Debian's /usr/bin/python3 (torch + torchvision). For every (model, mode) it runs the
+PyTorch side and bench_models alternately, each in a fresh process (so peak RSS is per run), and
+prints one table with both medians and the ratio xfer / PyTorch; --json prints the rows as JSON.
+
+  /usr/bin/python3 benchmarks/compare_pytorch.py --bench build/benchmarks/bench_models \
+      --threads 2 --batch 64 --seconds 10 --rounds 3
+
+Workloads match bench_models: input 3x32x32, 10 classes, SGD(lr=0.01, momentum=0.9).
+  resnet18        torchvision resnet18 (ImageNet stem: 7x7/2 conv + max-pool)
+  resnet18-cifar  resnet18 with conv1 = 3x3/1 and no max-pool
+  vgg11           torchvision vgg11_bn features + Flatten + Linear(512, 10)
+Modes: infer (eval, no_grad), train (fwd + bwd + SGD step, train mode), frozen (backbone frozen,
+its BatchNorm in eval mode and run under no_grad; only the head trains).
+With several rounds the reported value is the median of the per-round medians.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def torch_worker(args):
+    import resource
+
+    import torch
+    import torch.nn as nn
+    import torchvision
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    if args.model == "resnet18":
+        net = torchvision.models.resnet18(num_classes=10)
+        head = "fc"
+    elif args.model == "resnet18-cifar":
+        net = torchvision.models.resnet18(num_classes=10)
+        net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+        head = "fc"
+    elif args.model == "vgg11":
+        feats = torchvision.models.vgg11_bn().features
+        net = nn.Sequential(feats, nn.Flatten(), nn.Linear(512, 10))
+        head = "2"
+    else:
+        raise SystemExit(f"unknown model {args.model}")
+
+    g = torch.Generator().manual_seed(42)
+    x = torch.randn(args.batch, 3, args.image, args.image, generator=g)
+    y = torch.randint(0, 10, (args.batch,), generator=g)
+    loss_fn = nn.CrossEntropyLoss()
+
+    if args.mode == "infer":
+        net.eval()
+
+        def step():
+            with torch.no_grad():
+                net(x)
+    else:
+        net.train()
+        head_mod = dict(net.named_modules())[head]
+        if args.mode == "frozen":
+            for p in net.parameters():
+                p.requires_grad_(False)
+            for p in head_mod.parameters():
+                p.requires_grad_(True)
+            for m in net.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+            # The backbone is everything except the head; run it without autograd.
+            if args.model == "vgg11":
+                backbone = nn.Sequential(net[0], net[1])
+            else:
+                backbone = nn.Sequential(*[m for n, m in net.named_children() if n != "fc"], nn.Flatten())
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+
+        def step():
+            if args.mode == "frozen":
+                with torch.no_grad():
+                    f = backbone(x)
+                out = head_mod(f)
+            else:
+                out = net(x)
+            loss = loss_fn(out, y)
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    rates = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < args.seconds or len(rates) < 3:
+        t0 = time.perf_counter()
+        step()
+        rates.append(args.batch / (time.perf_counter() - t0))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"model": args.model, "mode": args.mode, "batch": args.batch, "threads": args.threads,
+                      "img_per_s": statistics.median(rates), "img_per_s_min": min(rates), "peak_rss_mb": rss,
+                      "steps": len(rates), "torch": torch.__version__}))
+
+
+def run_json(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default="build/benchmarks/bench_models", help="path to bench_models")
+    ap.add_argument("--models", default="resnet18,resnet18-cifar,vgg11")
+    ap.add_argument("--modes", default="infer,train,frozen")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1, help="alternate the two sides this many times")
+    ap.add_argument("--image", type=int, default=32)
+    ap.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        torch_worker(args)
+        return
+
+    if not os.access(args.bench, os.X_OK):
+        raise SystemExit(f"compare_pytorch: bench_models not found at {args.bench} (build it, or pass --bench)")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    common = ["--batch", str(args.batch), "--threads", str(args.threads), "--seconds", str(args.seconds),
+              "--warmup", str(args.warmup), "--image", str(args.image)]
+    rows = []
+    for model in args.models.split(","):
+        for mode in args.modes.split(","):
+            ours, theirs = [], []
+            for _ in range(args.rounds):
+                theirs.append(run_json([sys.executable, os.path.abspath(__file__), "--worker", "--model", model,
+                                        "--mode", mode] + common, env))
+                ours.append(run_json([args.bench, "--model", model, "--mode", mode, "--json"] + common, env))
+            med = lambda rs, k: statistics.median(r[k] for r in rs)
+            row = {"model": model, "mode": mode, "batch": args.batch, "threads": args.threads,
+                   "xfer_img_per_s": med(ours, "img_per_s"), "xfer_img_per_s_min": min(r["img_per_s_min"] for r in ours),
+                   "torch_img_per_s": med(theirs, "img_per_s"),
+                   "torch_img_per_s_min": min(r["img_per_s_min"] for r in theirs),
+                   "xfer_peak_rss_mb": max(r["peak_rss_mb"] for r in ours),
+                   "torch_peak_rss_mb": max(r["peak_rss_mb"] for r in theirs)}
+            row["ratio"] = row["xfer_img_per_s"] / row["torch_img_per_s"]
+            rows.append(row)
+            if not args.json:
+                print(f"  measured {model} {mode}: xfer {row['xfer_img_per_s']:.1f}, torch {row['torch_img_per_s']:.1f} img/s",
+                      file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"batch {args.batch}, {args.threads} threads, 3x{args.image}x{args.image}, median img/s over "
+          f"{args.seconds:g} s x {args.rounds} round(s)\n")
+    print("| model | mode | xfer img/s | PyTorch img/s | xfer / PyTorch | xfer peak RSS MB | PyTorch peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['mode']} | {r['xfer_img_per_s']:.0f} | {r['torch_img_per_s']:.0f} | "
+              f"{r['ratio']:.2f}x | {r['xfer_peak_rss_mb']:.0f} | {r['torch_peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

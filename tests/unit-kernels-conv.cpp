@@ -1,0 +1,158 @@
+// Convolution kernels (fast paths: packed AVX-512 GEMM for float, Eigen otherwise) against the
+// naive references, on randomized shapes: odd sizes, stride 2, padding, batch 1, 1x1 and 7x7/2.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "xfer/core/parallel.hpp"
+#include "xfer/core/rng.hpp"
+#include "xfer/kernels/conv2d.hpp"
+#include "xfer/kernels/gemm.hpp"
+
+using namespace xfer;
+using kernels::Conv2dGeometry;
+
+namespace {
+
+template <class T>
+std::vector<T> random_vec(int64_t n, Rng& rng) {
+  std::vector<T> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<T>(rng.uniform(-1, 1));
+  return v;
+}
+
+// Largest |a - b| relative to the largest |b| (scale-free, so long sums in float are judged fairly).
+template <class T>
+double rel_err(const std::vector<T>& a, const std::vector<T>& b) {
+  double worst = 0, scale = 1e-30;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return worst / scale;
+}
+
+std::string describe(const Conv2dGeometry& g) {
+  return "n=" + std::to_string(g.n) + " c=" + std::to_string(g.c) + " " + std::to_string(g.h) + "x" +
+         std::to_string(g.w) + " o=" + std::to_string(g.o) + " k=" + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
+         " s=" + std::to_string(g.sh) + "," + std::to_string(g.sw) + " p=" + std::to_string(g.ph) + "," +
+         std::to_string(g.pw);
+}
+
+template <class T>
+void check_all_kernels(Conv2dGeometry g, Rng& rng, double tol) {
+  g.finish();
+  INFO(describe(g));
+  REQUIRE(g.oh > 0);
+  REQUIRE(g.ow > 0);
+  const int64_t nx = g.n * g.c * g.h * g.w, nw = g.o * g.c * g.kh * g.kw, ny = g.n * g.o * g.oh * g.ow;
+  auto x = random_vec<T>(nx, rng), w = random_vec<T>(nw, rng), b = random_vec<T>(g.o, rng);
+  auto dy = random_vec<T>(ny, rng);
+
+  std::vector<T> y(ny, T(7)), y_ref(ny);
+  kernels::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
+  kernels::conv2d_forward_reference(g, x.data(), w.data(), b.data(), y_ref.data());
+  CHECK(rel_err(y, y_ref) < tol);
+
+  std::vector<T> y0(ny, T(7));
+  kernels::conv2d_forward(g, x.data(), w.data(), static_cast<const T*>(nullptr), y0.data());
+  kernels::conv2d_forward_reference(g, x.data(), w.data(), static_cast<const T*>(nullptr), y_ref.data());
+  CHECK(rel_err(y0, y_ref) < tol);
+
+  std::vector<T> dx(nx, T(7)), dx_ref(nx);
+  kernels::conv2d_backward_data(g, dy.data(), w.data(), dx.data());
+  kernels::conv2d_backward_data_reference(g, dy.data(), w.data(), dx_ref.data());
+  CHECK(rel_err(dx, dx_ref) < tol);
+
+  // Weight gradients accumulate: start both from the same non-zero values.
+  auto dw = random_vec<T>(nw, rng);
+  auto db = random_vec<T>(g.o, rng);
+  auto dw_ref = dw, db_ref = db;
+  kernels::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data());
+  kernels::conv2d_backward_weights_reference(g, x.data(), dy.data(), dw_ref.data(), db_ref.data());
+  CHECK(rel_err(dw, dw_ref) < tol);
+  CHECK(rel_err(db, db_ref) < tol);
+}
+
+std::vector<Conv2dGeometry> fixed_shapes() {
+  return {
+      {.n = 1, .c = 3, .h = 9, .w = 7, .o = 5, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+      {.n = 3, .c = 5, .h = 11, .w = 13, .o = 9, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1},
+      {.n = 2, .c = 3, .h = 19, .w = 17, .o = 8, .kh = 7, .kw = 7, .sh = 2, .sw = 2, .ph = 3, .pw = 3},  // ResNet stem
+      {.n = 4, .c = 16, .h = 6, .w = 6, .o = 24, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .ph = 0, .pw = 0},  // pointwise
+      {.n = 1, .c = 16, .h = 6, .w = 6, .o = 24, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .ph = 0, .pw = 0},
+      {.n = 5, .c = 12, .h = 7, .w = 7, .o = 20, .kh = 1, .kw = 1, .sh = 2, .sw = 2, .ph = 0, .pw = 0},  // downsample
+      {.n = 6, .c = 32, .h = 1, .w = 1, .o = 40, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},  // 1x1 map
+      {.n = 2, .c = 4, .h = 8, .w = 5, .o = 3, .kh = 2, .kw = 4, .sh = 1, .sw = 3, .ph = 0, .pw = 2},    // rectangular
+      // Big enough for several GEMM tiles, K blocks (> 256) and both threads.
+      {.n = 3, .c = 40, .h = 13, .w = 11, .o = 150, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+      {.n = 9, .c = 64, .h = 4, .w = 4, .o = 72, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+  };
+}
+
+}  // namespace
+
+TEST_CASE("float conv kernels match the naive reference on fixed edge-case shapes") {
+  Rng rng(11);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (auto g : fixed_shapes()) check_all_kernels<float>(g, rng, 2e-5);
+  }
+}
+
+TEST_CASE("double conv kernels match the naive reference on fixed edge-case shapes") {
+  Rng rng(12);
+  set_num_threads(2);
+  for (auto g : fixed_shapes()) check_all_kernels<double>(g, rng, 1e-12);
+}
+
+TEST_CASE("float conv kernels match the naive reference on 40 random shapes") {
+  Rng rng(13);
+  set_num_threads(2);
+  for (int trial = 0; trial < 40; ++trial) {
+    Conv2dGeometry g;
+    g.n = 1 + static_cast<int64_t>(rng.below(4));
+    g.c = 1 + static_cast<int64_t>(rng.below(20));
+    g.o = 1 + static_cast<int64_t>(rng.below(40));
+    g.kh = 1 + static_cast<int64_t>(rng.below(5));
+    g.kw = rng.bernoulli(0.7) ? g.kh : 1 + static_cast<int64_t>(rng.below(5));
+    g.sh = 1 + static_cast<int64_t>(rng.below(2));
+    g.sw = rng.bernoulli(0.7) ? g.sh : 1 + static_cast<int64_t>(rng.below(3));
+    g.ph = static_cast<int64_t>(rng.below(static_cast<uint64_t>(g.kh / 2 + 1)));
+    g.pw = static_cast<int64_t>(rng.below(static_cast<uint64_t>(g.kw / 2 + 1)));
+    g.h = std::max<int64_t>(g.kh, 1 + static_cast<int64_t>(rng.below(14)));
+    g.w = std::max<int64_t>(g.kw, 1 + static_cast<int64_t>(rng.below(14)));
+    check_all_kernels<float>(g, rng, 2e-5);
+  }
+}
+
+#ifdef __AVX512F__
+TEST_CASE("packed GEMM honours strided, transposed and batch-folded views and the epilogue") {
+  Rng rng(14);
+  set_num_threads(2);
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 33, 5}, {130, 70, 300}, {64, 1100, 40}}) {
+    INFO("M=" << M << " N=" << N << " K=" << K);
+    auto a = random_vec<float>(M * K, rng), bsrc = random_vec<float>(K * N, rng), bias = random_vec<float>(M, rng);
+    // A stored transposed (K x M), B stored batch-folded with period 5 as an NCHW tensor.
+    const int64_t Pd = 5, imgs = (N + Pd - 1) / Pd;
+    std::vector<float> b_nchw(static_cast<size_t>(imgs * K * Pd), 0.0f);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < N; ++j) b_nchw[static_cast<size_t>((j / Pd) * K * Pd + k * Pd + j % Pd)] = bsrc[k * N + j];
+    std::vector<float> c(static_cast<size_t>(M * N)), expect(static_cast<size_t>(M * N));
+    auto c0 = random_vec<float>(M * N, rng);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k) s += static_cast<double>(a[k * M + i]) * bsrc[k * N + j];
+        const double v = c0[i * N + j] + s + bias[i];
+        expect[i * N + j] = static_cast<float>(v > 0 ? v : 0);
+      }
+    c = c0;
+    kernels::gemm(M, N, K, kernels::transposed(a.data(), M),
+                  kernels::batch_folded(static_cast<const float*>(b_nchw.data()), K, Pd), kernels::View<float>{c.data(), {N}, {1}},
+                  {.accumulate = true, .row_bias = bias.data(), .relu = true});
+    CHECK(rel_err(c, expect) < 1e-5);
+  }
+}
+#endif
