@@ -111,6 +111,34 @@ TEST_CASE("decode_image errors name the file and stb_image's reason") {
   }
 }
 
+TEST_CASE("decode_image_memory on corrupted PNG and JPEG bytes either decodes or throws xfer::Error") {
+  const fs::path d = fresh_dir("decode-fuzz");
+  write_png(d / "s.png", pattern(12, 11, 3));
+  write_jpg(d / "s.jpg", pattern(12, 11, 3));
+  xfer::Rng rng(2024);
+  int errors = 0, decoded = 0;
+  for (const char* name : {"s.png", "s.jpg"}) {
+    const auto clean = read_file_bytes(d / name);
+    for (int trial = 0; trial < 300; ++trial) {
+      auto bytes = clean;
+      const int flips = 1 + static_cast<int>(rng.below(8));
+      for (int f = 0; f < flips; ++f) bytes[rng.below(bytes.size())] = static_cast<uint8_t>(rng.below(256));
+      if (trial % 3 == 0) bytes.resize(1 + rng.below(bytes.size()));
+      try {
+        const Image img = decode_image_memory(bytes, name);
+        REQUIRE(img.channels == 3);
+        REQUIRE(img.pixels.size() == static_cast<size_t>(img.height * img.width * 3));
+        ++decoded;
+      } catch (const Error& e) {
+        REQUIRE_THAT(e.what(), Catch::Contains(name));
+        ++errors;
+      }
+    }
+  }
+  CHECK(errors > 0);
+  CHECK(decoded > 0);
+}
+
 TEST_CASE("Cifar10 reads the binary format: labels, HWC pixels, directory splits") {
   const fs::path d = fresh_dir("cifar");
   for (int b = 1; b <= 5; ++b) write_bytes(d / ("data_batch_" + std::to_string(b) + ".bin"), cifar_records({b, 9, 0}, b));

@@ -108,7 +108,8 @@ Tensor<float> run_case(const json& c) {
 
 struct Diff {
   double max_abs = 0;
-  int64_t count_above = 0;  // elements differing by more than 1e-3
+  int64_t count_above = 0;  // elements differing by more than 0.5
+  int64_t numel = 0;
 };
 
 Diff compare(const Tensor<float>& got, const json& c) {
@@ -117,10 +118,11 @@ Diff compare(const Tensor<float>& got, const json& c) {
   const auto want = c["data"].get<std::vector<double>>();
   REQUIRE(static_cast<int64_t>(want.size()) == got.numel());
   Diff d;
+  d.numel = got.numel();
   for (size_t i = 0; i < want.size(); ++i) {
     const double e = std::abs(static_cast<double>(got[static_cast<int64_t>(i)]) - static_cast<float>(want[i]));
     d.max_abs = std::max(d.max_abs, e);
-    if (e > 1e-3) ++d.count_above;
+    if (e > 0.5) ++d.count_above;
   }
   return d;
 }
@@ -139,13 +141,13 @@ TEST_CASE("to_tensor, normalize, pad+crop, hflip and center_crop match torchvisi
   CHECK(checked >= 20);
 }
 
-TEST_CASE("brightness, contrast, saturation, hue and ColorJitter sequences match torchvision within 2e-6") {
+TEST_CASE("brightness, contrast, saturation, hue and ColorJitter sequences match torchvision within 1e-6") {
   const std::set<std::string> ops{"brightness", "contrast", "saturation", "hue", "color_jitter"};
   int checked = 0;
   for (const auto& c : fixture()["cases"]) {
     if (!ops.count(c["op"].get<std::string>())) continue;
     INFO(c["name"].get<std::string>());
-    CHECK(compare(run_case(c), c).max_abs <= 2e-6);
+    CHECK(compare(run_case(c), c).max_abs <= 1e-6);  // measured: <= 1.2e-7 (float rounding of the mean, FMA)
     ++checked;
   }
   CHECK(checked >= 20);
@@ -162,25 +164,30 @@ TEST_CASE("rotate (nearest, fill 0) picks the same source pixels as torchvision"
   CHECK(checked == 6);
 }
 
-TEST_CASE("bilinear resize matches torchvision: float within 1e-5, uint8 within one grey level") {
+TEST_CASE("bilinear resize matches torchvision: float within 1e-6, uint8 within one grey level on under 1% of pixels") {
   int checked = 0;
   for (const auto& c : fixture()["cases"]) {
     const std::string op = c["op"];
     if (op != "resize" && op != "resize_uint8") continue;
     INFO(c["name"].get<std::string>());
     const Diff d = compare(run_case(c), c);
-    if (op == "resize") CHECK(d.max_abs <= 1e-5);
-    else CHECK(d.max_abs <= 1.0);
+    if (op == "resize") {
+      CHECK(d.max_abs <= 1e-6);  // measured: <= 3.8e-7
+    } else {
+      // Round-half-to-even after float interpolation: exact .5 ties can land on either side (measured: 6 of 1173).
+      CHECK(d.max_abs <= 1.0);
+      CHECK(d.count_above * 100 < d.numel);
+    }
     ++checked;
   }
   CHECK(checked == 22);
 }
 
-TEST_CASE("the CIFAR-10 training recipe with fixed draws matches torchvision within 1e-5") {
+TEST_CASE("the CIFAR-10 training recipe with fixed draws matches torchvision within 2e-5 after normalisation") {
   for (const auto& c : fixture()["cases"]) {
     if (c["op"] != "cifar_recipe") continue;
     INFO(c["name"].get<std::string>());
-    CHECK(compare(run_case(c), c).max_abs <= 1e-5);
+    CHECK(compare(run_case(c), c).max_abs <= 2e-5);  // measured: 4.4e-6 (1e-7 differences divided by std ~0.2)
   }
 }
 
