@@ -45,6 +45,48 @@ inline void validate(const AdamOptions& o, const std::string& where) {
   for (int k = 0; k < 2; ++k)
     XFER_CHECK(o.betas[k] >= 0 && o.betas[k] < 1, where, ": betas[", k, "] must be in [0, 1), got ", o.betas[k]);
 }
+template <class T>
+struct AdamScalars {
+  T b1, b2, one_minus_b1, one_minus_b2, bc2_sqrt, eps, neg_step_size, wd, decay_factor, sign;
+};
+
+// One Adam step over n elements, in PyTorch's order of operations. Works in L1-sized blocks so the
+// square root runs through Eigen's vectorised (correctly rounded) sqrt: a plain std::sqrt keeps
+// GCC's errno branch in the loop and the loop scalar. Threads split the fixed blocks, so the
+// result does not depend on the thread count.
+template <class T, bool Amsgrad, bool L2>
+void adam_kernel(int64_t n, T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v,
+                 T* __restrict vmax, const AdamScalars<T> k) {
+  constexpr int64_t B = 1024;
+  const int64_t blocks = (n + B - 1) / B;
+  XFER_OMP_FOR(n * 12)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    alignas(64) T root[B];
+    const int64_t i0 = blk * B, len = std::min(B, n - i0);
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t i = i0 + j;
+      const T wi = w[i] * k.decay_factor;  // AdamW's decoupled decay (factor 1 for Adam)
+      T gi = k.sign * g[i];
+      if constexpr (L2) gi = gi + k.wd * wi;  // Adam's weight decay
+      w[i] = wi;
+      m[i] = m[i] * k.b1 + k.one_minus_b1 * gi;
+      const T vi = v[i] * k.b2 + k.one_minus_b2 * gi * gi;
+      v[i] = vi;
+      if constexpr (Amsgrad)
+        root[j] = vmax[i] = std::max(vmax[i], vi);
+      else
+        root[j] = vi;
+    }
+    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::Aligned64> r(root, len);
+    r = r.sqrt();
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t i = i0 + j;
+      const T denom = root[j] / k.bc2_sqrt + k.eps;
+      w[i] = w[i] + k.neg_step_size * (m[i] / denom);
+    }
+  }
+}
+
 inline AdamOptions as_adam(const AdamWOptions& o) {
   return {.lr = o.lr, .betas = o.betas, .eps = o.eps, .weight_decay = o.weight_decay, .amsgrad = o.amsgrad,
           .maximize = o.maximize};
@@ -90,30 +132,19 @@ class Adam : public Optimizer<T> {
     const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
     const T one_minus_b1 = static_cast<T>(1 - beta1), one_minus_b2 = static_cast<T>(1 - beta2);
     const T eps = static_cast<T>(opt_.eps);
+    // Decoupled decay and maximize as factors (x * 1 and x * -1 are exact), so the loop has no
+    // branches and vectorises.
     const bool l2 = !decoupled_ && group.weight_decay != 0;
     const T wd = static_cast<T>(group.weight_decay);
-    const bool decay = decoupled_;  // PyTorch's AdamW always multiplies (by 1 when wd = 0)
-    const T decay_factor = static_cast<T>(1 - group.lr * group.weight_decay);
-    const bool maximize = opt_.maximize;
-
-    const int64_t n = p.numel;
-    T* __restrict w = p.value;
-    const T* __restrict g = p.grad;
-    T* __restrict m = st.slots[0].data();
-    T* __restrict v = st.slots[1].data();
-    T* __restrict vmax = ams ? st.slots[2].data() : nullptr;
-    XFER_OMP_FOR(n * 12)
-    for (int64_t i = 0; i < n; ++i) {
-      T gi = maximize ? -g[i] : g[i];
-      if (decay) w[i] = w[i] * decay_factor;
-      if (l2) gi = gi + wd * w[i];
-      m[i] = m[i] * b1 + one_minus_b1 * gi;
-      v[i] = v[i] * b2 + one_minus_b2 * gi * gi;
-      T vv = v[i];
-      if (ams) vv = vmax[i] = std::max(vmax[i], vv);
-      const T denom = std::sqrt(vv) / bc2_sqrt + eps;
-      w[i] = w[i] + neg_step_size * (m[i] / denom);
-    }
+    const T decay_factor = static_cast<T>(decoupled_ ? 1 - group.lr * group.weight_decay : 1.0);
+    const T sign = opt_.maximize ? T(-1) : T(1);
+    detail::AdamScalars<T> k{b1, b2, one_minus_b1, one_minus_b2, bc2_sqrt, eps, neg_step_size, wd, decay_factor, sign};
+    T* vmax = ams ? st.slots[2].data() : nullptr;
+    auto run = [&](auto kernel) { kernel(p.numel, p.value, p.grad, st.slots[0].data(), st.slots[1].data(), vmax, k); };
+    if (ams)
+      l2 ? run(detail::adam_kernel<T, true, true>) : run(detail::adam_kernel<T, true, false>);
+    else
+      l2 ? run(detail::adam_kernel<T, false, true>) : run(detail::adam_kernel<T, false, false>);
   }
 
   nlohmann::json options_json() const override {

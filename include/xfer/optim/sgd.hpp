@@ -5,6 +5,7 @@
 // The one thing to know: lr has no default (as in PyTorch); leaving it unset throws.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -71,16 +72,22 @@ class SGD : public Optimizer<T> {
     const T wd = static_cast<T>(group.weight_decay), mom = static_cast<T>(opt_.momentum),
             keep = static_cast<T>(1 - opt_.dampening), neg_lr = static_cast<T>(-group.lr);
     const bool nesterov = opt_.nesterov, maximize = opt_.maximize;
+    // Parallel over fixed blocks, so the result does not depend on the thread count.
+    constexpr int64_t B = 1024;
+    const int64_t blocks = (n + B - 1) / B;
     XFER_OMP_FOR(n * 4)
-    for (int64_t i = 0; i < n; ++i) {
-      T d = maximize ? -g[i] : g[i];
-      if (use_wd) d = d + wd * w[i];
-      if (use_mom) {
-        const T b = first ? d : buf[i] * mom + keep * d;
-        buf[i] = b;
-        d = nesterov ? d + mom * b : b;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t end = std::min(n, (blk + 1) * B);
+      for (int64_t i = blk * B; i < end; ++i) {
+        T d = maximize ? -g[i] : g[i];
+        if (use_wd) d = d + wd * w[i];
+        if (use_mom) {
+          const T b = first ? d : buf[i] * mom + keep * d;
+          buf[i] = b;
+          d = nesterov ? d + mom * b : b;
+        }
+        w[i] = w[i] + neg_lr * d;
       }
-      w[i] = w[i] + neg_lr * d;
     }
   }
 
