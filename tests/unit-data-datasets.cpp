@@ -15,6 +15,8 @@
 #include "xfer/core/parallel.hpp"
 #include "xfer/data/cifar10.hpp"
 #include "xfer/data/image_folder.hpp"
+#include "xfer/data/loader.hpp"
+#include "xfer/data/open_dataset.hpp"
 #include "xfer/data/split.hpp"
 
 using namespace xfer;
@@ -319,4 +321,42 @@ TEST_CASE("random_split is seeded, disjoint and complete, and stratifies per cla
   CHECK_THROWS_WITH(random_split(ds, 1.0, 1), Catch::Contains("[0, 1)"));
   const auto tiny = InMemoryDataset::from_hwc(px.data(), 1, 1, 1, 3, {0}, {"a"});
   CHECK_THROWS_WITH(random_split(tiny, 0.6, 1), Catch::Contains("no training samples"));
+}
+
+TEST_CASE("open_dataset detects CIFAR-10 binaries and ImageFolders, and explains an empty or missing --data") {
+  const fs::path cifar = fresh_dir("open-cifar");
+  write_bytes(cifar / "test_batch.bin", cifar_records({3, 4, 5}, 1));
+  CHECK(open_dataset(cifar, {.train = false})->size() == 3);
+  CHECK(open_dataset(cifar / "test_batch.bin")->size() == 3);
+  CHECK_THROWS_WITH(open_dataset(cifar, {.train = true}), Catch::Contains("data_batch_1.bin"));
+
+  const fs::path empty = fresh_dir("open-empty");
+  CHECK_THROWS_WITH(open_dataset(empty), Catch::Contains("is empty") && Catch::Contains("cifar-10-binary.tar.gz") &&
+                                             Catch::Contains("<class>/<image>"));
+  CHECK_THROWS_WITH(open_dataset(empty / "nope"), Catch::Contains("does not exist") &&
+                                                      Catch::Contains("cifar-10-binary.tar.gz"));
+
+  // A tiny ImageFolder of JPEGs and PNGs of mixed sizes, resized on load, through the training Loader.
+  const fs::path root = fresh_dir("open-folder");
+  for (const char* cls : {"plane", "car", "bird"}) {
+    fs::create_directories(root / cls);
+    for (int i = 0; i < 4; ++i) {
+      const Image img = pattern(20 + i * 7, 30 - i * 3, i + static_cast<int>(cls[0]));
+      if (i % 2) write_jpg(root / cls / (std::to_string(i) + ".jpg"), img);
+      else write_png(root / cls / (std::to_string(i) + ".png"), img);
+    }
+  }
+  const auto ds = open_dataset(root, {.height = 32, .width = 32});
+  REQUIRE(ds->size() == 12);
+  CHECK(ds->class_names() == std::vector<std::string>{"bird", "car", "plane"});
+  Loader<float> loader(*ds, cifar10_train_transforms(), {.batch_size = 5, .shuffle = true, .seed = 1});
+  int64_t seen = 0;
+  for (auto& [x, y] : loader) {
+    CHECK(x.dim(1) == 3);
+    CHECK(x.dim(2) == 32);
+    CHECK(x.dim(3) == 32);
+    for (int32_t label : y) CHECK((label >= 0 && label < 3));
+    seen += x.dim(0);
+  }
+  CHECK(seen == 12);
 }

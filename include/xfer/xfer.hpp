@@ -11,6 +11,7 @@
 #include "xfer/data/image.hpp"
 #include "xfer/data/image_folder.hpp"
 #include "xfer/data/loader.hpp"
+#include "xfer/data/open_dataset.hpp"
 #include "xfer/data/split.hpp"
 #include "xfer/data/transforms.hpp"
 #include "xfer/io/safetensors.hpp"
