@@ -1,8 +1,9 @@
 // data::functional: the deterministic image operations behind the transforms, on float CHW tensors
 // with values in [0, 1] — torchvision.transforms.functional's *tensor* path, operation by operation.
 // The one thing to know: images are augmented as float tensors (to_tensor comes first), so there is
-// no uint8 quantisation between steps; results match torchvision on float tensors to float rounding
-// (exact for to_tensor, pad, crop, hflip, normalize; see tests/unit-data-transforms.cpp).
+// no uint8 quantisation between steps; results match torchvision on float tensors to float rounding:
+// exact for to_tensor, pad, crop, center_crop, hflip, normalize and rotate; within 1e-6 for the colour
+// operations and resize (tests/unit-data-transforms.cpp against tests/fixtures/gen_transforms.py).
 #pragma once
 
 #include <algorithm>
