@@ -73,7 +73,9 @@ Tensor<float> run_case(const json& c) {
   if (op == "rotate") return functional::rotate(x, p["angle"].get<double>());
   if (op == "resize") {
     const auto size = p["size"].get<std::vector<int64_t>>();
-    Resize(size, p["antialias"].get<bool>()).apply(x, rng);
+    const bool aa = p["antialias"].get<bool>();
+    if (size.size() == 2) Resize(Size{size[0], size[1]}, aa).apply(x, rng);
+    else Resize(size[0], aa).apply(x, rng);
     return x;
   }
   if (op == "resize_uint8") {
@@ -347,4 +349,5 @@ TEST_CASE("transforms reject bad arguments and bad images with clear errors") {
   CHECK_THROWS_WITH(Compose(Normalize({0.5f}, {0.5f})).apply(flat, rng), Catch::Contains("expected a CHW image"));
   CHECK_THROWS_WITH(CenterCrop(0), Catch::Contains("positive"));
   CHECK_THROWS_WITH(RandomRotation(-3), Catch::Contains(">= 0"));
+  CHECK_THROWS_WITH(Resize(Size{4, 0}), Catch::Contains("positive"));
 }

@@ -30,6 +30,11 @@ class Transform {
 };
 using TransformPtr = std::shared_ptr<const Transform>;
 
+// An explicit {height, width} (a single number means a square or, for Resize, the shorter side).
+struct Size {
+  int64_t height, width;
+};
+
 // Normalize(mean, std): (x - mean[c]) / std[c].
 class Normalize final : public Transform {
  public:
@@ -48,14 +53,16 @@ class Normalize final : public Transform {
   std::vector<float> mean_, std_;
 };
 
-// Resize(size): one number matches the shorter side (aspect ratio kept), two are {height, width}.
-// Bilinear, antialiased by default (torchvision's Resize(antialias=True) on tensors).
+// Resize(n): the shorter side becomes n, the aspect ratio is kept (longer side truncated like
+// torchvision); Resize(Size{h, w}): exactly h x w. Bilinear, antialiased by default (torchvision's
+// Resize(antialias=True) on tensors).
 class Resize final : public Transform {
  public:
-  explicit Resize(int64_t size, bool antialias = true) : Resize(std::vector<int64_t>{size}, antialias) {}
-  Resize(int64_t height, int64_t width, bool antialias = true) : Resize(std::vector<int64_t>{height, width}, antialias) {}
-  Resize(std::vector<int64_t> size, bool antialias) : size_(std::move(size)), antialias_(antialias) {
+  explicit Resize(int64_t shorter_side, bool antialias = true) : size_{shorter_side}, antialias_(antialias) {
     functional::resized_size(1, 1, size_);  // validates
+  }
+  explicit Resize(Size size, bool antialias = true) : size_{size.height, size.width}, antialias_(antialias) {
+    functional::resized_size(1, 1, size_);
   }
   void apply(Tensor<float>& img, Rng&) const override {
     functional::detail::check_chw(img, "Resize");
@@ -73,6 +80,7 @@ class Resize final : public Transform {
 class CenterCrop final : public Transform {
  public:
   explicit CenterCrop(int64_t size) : CenterCrop(size, size) {}
+  explicit CenterCrop(Size size) : CenterCrop(size.height, size.width) {}
   CenterCrop(int64_t height, int64_t width) : h_(height), w_(width) {
     XFER_CHECK(h_ > 0 && w_ > 0, "CenterCrop: size must be positive, got ", h_, "x", w_);
   }
@@ -92,9 +100,6 @@ class RandomCrop final : public Transform {
  public:
   struct Params {
     int64_t top = 0, left = 0;
-  };
-  struct Size {
-    int64_t height, width;
   };
   explicit RandomCrop(int64_t size, int64_t padding = 0) : RandomCrop(Size{size, size}, padding) {}
   RandomCrop(Size size, int64_t padding, float fill = 0.0f)
