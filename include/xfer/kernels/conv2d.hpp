@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/tensor.hpp"
@@ -49,6 +50,15 @@ int64_t chunk_images(const Conv2dGeometry& g, int64_t budget = 8 << 20) {
   return std::clamp<int64_t>(budget / per_image, 1, g.n);
 }
 
+// The output columns [lo, hi) whose tap j lands inside the input row (0 <= ox*sw - pw + j < w).
+inline std::pair<int64_t, int64_t> valid_ox(const Conv2dGeometry& g, int64_t j) {
+  const int64_t a = g.pw - j;  // need ox*sw >= a and ox*sw <= w - 1 + a
+  const int64_t lo = a <= 0 ? 0 : (a + g.sw - 1) / g.sw;
+  const int64_t top = g.w - 1 + a;
+  const int64_t hi = top < 0 ? 0 : top / g.sw + 1;
+  return {std::min(lo, g.ow), std::clamp<int64_t>(hi, 0, g.ow)};
+}
+
 // cols[(c*kh+i)*kw+j][img*P + p] for images [n0, n0+nb) of x.
 template <class T>
 void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t nb, T* cols) {
@@ -77,10 +87,11 @@ void im2col(const Conv2dGeometry& g, const T* x, int64_t n0, int64_t nb, T* cols
             if (hi > lo) std::memcpy(row + lo, srow + lo + off, static_cast<size_t>(hi - lo) * sizeof(T));
             std::fill(row + std::max(lo, hi), row + g.ow, T(0));
           } else {
-            for (int64_t ox = 0; ox < g.ow; ++ox) {
-              const int64_t ix = ox * g.sw - g.pw + j;
-              row[ox] = (ix >= 0 && ix < g.w) ? srow[ix] : T(0);
-            }
+            const auto [lo, hi] = valid_ox(g, j);
+            std::fill(row, row + lo, T(0));
+            const T* s = srow + (j - g.pw);
+            for (int64_t ox = lo; ox < hi; ++ox) row[ox] = s[ox * g.sw];
+            std::fill(row + std::max(lo, hi), row + g.ow, T(0));
           }
         }
       }
@@ -99,16 +110,17 @@ void col2im(const Conv2dGeometry& g, const T* cols, int64_t n0, int64_t nb, T* d
     std::fill(dst, dst + g.h * g.w, T(0));
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
+        const auto [lo, hi] = valid_ox(g, j);
         const T* src = cols + ((ch * g.kh + i) * g.kw + j) * ld + img * P;
         for (int64_t oy = 0; oy < g.oh; ++oy) {
           const int64_t iy = oy * g.sh - g.ph + i;
           if (iy < 0 || iy >= g.h) continue;
-          T* drow = dst + iy * g.w;
+          T* drow = dst + iy * g.w + (j - g.pw);
           const T* row = src + oy * g.ow;
-          for (int64_t ox = 0; ox < g.ow; ++ox) {
-            const int64_t ix = ox * g.sw - g.pw + j;
-            if (ix >= 0 && ix < g.w) drow[ix] += row[ox];
-          }
+          if (g.sw == 1)
+            for (int64_t ox = lo; ox < hi; ++ox) drow[ox] += row[ox];
+          else
+            for (int64_t ox = lo; ox < hi; ++ox) drow[ox * g.sw] += row[ox];
         }
       }
   }
@@ -143,11 +155,120 @@ void scatter_planes(const T* src, int64_t channels, int64_t P, int64_t n0, int64
 #ifdef __AVX512F__
 // The packed-GEMM path (float with AVX-512): the batch is folded into the GEMM's column views, so
 // only the im2col/col2im copies remain, and pointwise convolutions need none at all.
+// Packs rows [k0, k0+kc) x cols [c0, c0+nc) of the im2col matrix of x (row k = (ch*kh + i)*kw + j,
+// col = img*P + oy*ow + ox) straight into the GEMM's 32-column panels: no column buffer in memory.
+// Half-panels whose 16 pixels are consecutive in x use one masked load, others a masked gather;
+// the mask is the padding test, so out-of-image taps read as zeros.
+inline void pack_im2col_b(const Conv2dGeometry& g, const float* x, int64_t k0, int64_t kc, int64_t c0, int64_t nc,
+                          float* out) {
+  const int64_t P = g.out_plane(), HW = g.h * g.w, CHW = g.c * HW, KK = g.kh * g.kw;
+  const __m512i vH = _mm512_set1_epi32(static_cast<int32_t>(g.h)), vW = _mm512_set1_epi32(static_cast<int32_t>(g.w));
+  for (int64_t jp = 0; jp < nc; jp += 32) {
+    float* panel = out + jp * kc;
+    const int64_t width = std::min<int64_t>(32, nc - jp);
+    alignas(64) int32_t base[32], iy0[32], ix0[32];
+    for (int64_t j = 0; j < 32; ++j) {
+      if (j < width) {
+        const int64_t col = c0 + jp + j, img = col / P, p = col % P, oy = p / g.ow, ox = p % g.ow;
+        iy0[j] = static_cast<int32_t>(oy * g.sh - g.ph);
+        ix0[j] = static_cast<int32_t>(ox * g.sw - g.pw);
+        base[j] = static_cast<int32_t>(img * CHW + iy0[j] * g.w + ix0[j]);
+      } else {
+        iy0[j] = ix0[j] = -(1 << 29);  // never inside the image: the lane packs zeros
+        base[j] = 0;
+      }
+    }
+    __m512i vb[2], viy[2], vix[2];
+    bool run[2];
+    for (int h = 0; h < 2; ++h) {
+      vb[h] = _mm512_load_si512(base + 16 * h);
+      viy[h] = _mm512_load_si512(iy0 + 16 * h);
+      vix[h] = _mm512_load_si512(ix0 + 16 * h);
+      run[h] = 16 * h + 16 <= width;
+      for (int l = 1; l < 16 && run[h]; ++l)
+        run[h] = base[16 * h + l] == base[16 * h] + l && iy0[16 * h + l] == iy0[16 * h];
+    }
+    int64_t ch = k0 / KK, i = (k0 % KK) / g.kw, j = k0 % g.kw;
+    for (int64_t k = 0; k < kc; ++k) {
+      const int32_t off = static_cast<int32_t>(ch * HW + i * g.w + j);
+      const __m512i vi = _mm512_set1_epi32(static_cast<int32_t>(i)), vj = _mm512_set1_epi32(static_cast<int32_t>(j));
+      const __m512i voff = _mm512_set1_epi32(off);
+      for (int h = 0; h < 2; ++h) {
+        const __mmask16 m = _mm512_cmplt_epu32_mask(_mm512_add_epi32(viy[h], vi), vH) &
+                            _mm512_cmplt_epu32_mask(_mm512_add_epi32(vix[h], vj), vW);
+        __m512 v;
+        if (run[h])
+          v = _mm512_maskz_loadu_ps(m, x + (static_cast<int64_t>(base[16 * h]) + off));
+        else
+          v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(vb[h], voff), x, 4);
+        _mm512_store_ps(panel + k * 32 + 16 * h, v);
+      }
+      if (++j == g.kw) {
+        j = 0;
+        if (++i == g.kh) i = 0, ++ch;
+      }
+    }
+  }
+}
+
+// The transposed im2col matrix (row = pixel col, column = tap k) packed straight from x, for the
+// weight gradient dW[o, k] = sum_col dy[o, col] * im2col[k, col]: one masked gather per 16 taps.
+inline void pack_im2col_t_b(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0, int64_t nc,
+                            float* out) {
+  const int64_t P = g.out_plane(), HW = g.h * g.w, CHW = g.c * HW, KK = g.kh * g.kw;
+  const __m512i vH = _mm512_set1_epi32(static_cast<int32_t>(g.h)), vW = _mm512_set1_epi32(static_cast<int32_t>(g.w));
+  for (int64_t jp = 0; jp < nc; jp += 32) {
+    float* panel = out + jp * rc;
+    const int64_t width = std::min<int64_t>(32, nc - jp);
+    alignas(64) int32_t off[32], ti[32], tj[32];
+    for (int64_t l = 0; l < 32; ++l) {
+      if (l < width) {
+        const int64_t k = c0 + jp + l, ch = k / KK, i = (k % KK) / g.kw, j = k % g.kw;
+        ti[l] = static_cast<int32_t>(i);
+        tj[l] = static_cast<int32_t>(j);
+        off[l] = static_cast<int32_t>(ch * HW + i * g.w + j);
+      } else {
+        ti[l] = tj[l] = -(1 << 29);
+        off[l] = 0;
+      }
+    }
+    const __m512i voff[2] = {_mm512_load_si512(off), _mm512_load_si512(off + 16)};
+    const __m512i vi[2] = {_mm512_load_si512(ti), _mm512_load_si512(ti + 16)};
+    const __m512i vj[2] = {_mm512_load_si512(tj), _mm512_load_si512(tj + 16)};
+    int64_t img = r0 / P, p = r0 % P, oy = p / g.ow, ox = p % g.ow;
+    for (int64_t r = 0; r < rc; ++r) {
+      const int32_t iy0 = static_cast<int32_t>(oy * g.sh - g.ph), ix0 = static_cast<int32_t>(ox * g.sw - g.pw);
+      const __m512i vy = _mm512_set1_epi32(iy0), vx = _mm512_set1_epi32(ix0);
+      const __m512i vbase = _mm512_set1_epi32(static_cast<int32_t>(img * CHW + iy0 * g.w + ix0));
+      for (int h = 0; h < 2; ++h) {
+        const __mmask16 m = _mm512_cmplt_epu32_mask(_mm512_add_epi32(vi[h], vy), vH) &
+                            _mm512_cmplt_epu32_mask(_mm512_add_epi32(vj[h], vx), vW);
+        _mm512_store_ps(panel + r * 32 + 16 * h,
+                        _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(voff[h], vbase), x, 4));
+      }
+      if (++ox == g.ow) {
+        ox = 0;
+        if (++oy == g.oh) oy = 0, ++img;
+      }
+    }
+  }
+}
+
+// Implicit im2col needs 32-bit offsets into x.
+inline bool implicit_im2col_fits(const Conv2dGeometry& g) { return g.n * g.c * g.h * g.w < (int64_t{1} << 30); }
+
 inline void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const int64_t P = g.out_plane(), K = g.ckk();
   const GemmEpilogue ep{.row_bias = bias};
   if (g.pointwise()) {
     gemm(g.o, g.n * P, K, row_major(w, K), batch_folded(x, g.c, P), batch_folded(y, g.o, P), ep);
+    return;
+  }
+  if (implicit_im2col_fits(g)) {
+    gemm_packed_b(
+        g.o, g.n * P, K, row_major(w, K),
+        [&](int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) { pack_im2col_b(g, x, k0, kc, c0, nc, out); },
+        batch_folded(y, g.o, P), ep);
     return;
   }
   const int64_t chunk = chunk_images<float>(g);
@@ -164,6 +285,24 @@ inline void backward_data_packed(const Conv2dGeometry& g, const float* dy, const
   if (g.pointwise()) {
     gemm(K, g.n * P, g.o, transposed(w, K), batch_folded(dy, g.o, P), batch_folded(dx, g.c, P));
     return;
+  }
+  if (g.sh == 1 && g.sw == 1 && g.ph < g.kh && g.pw < g.kw && g.n * P >= 2 * g.o) {
+    // Stride 1: dx is the "full" convolution of dy with the flipped, transposed kernel, which runs
+    // through the forward path (implicit im2col, no column buffer and no col2im scatter). Flipping
+    // costs a pass over the weights, so tiny maps with many channels keep GEMM + col2im.
+    Conv2dGeometry t{.n = g.n, .c = g.o, .h = g.oh, .w = g.ow, .o = g.c, .kh = g.kh, .kw = g.kw,
+                     .sh = 1, .sw = 1, .ph = g.kh - 1 - g.ph, .pw = g.kw - 1 - g.pw};
+    t.finish();
+    if (t.oh == g.h && t.ow == g.w && implicit_im2col_fits(t)) {
+      float* wt = scratch<float>(xfer::detail::Scratch::Extra, g.o * K);
+      const int64_t KK = g.kh * g.kw;
+      XFER_OMP_FOR(g.o * K)
+      for (int64_t o = 0; o < g.o; ++o)
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t q = 0; q < KK; ++q) wt[(c * g.o + o) * KK + (KK - 1 - q)] = w[(o * g.c + c) * KK + q];
+      forward_packed(t, dy, wt, nullptr, dx);
+      return;
+    }
   }
   const int64_t chunk = chunk_images<float>(g);
   for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
@@ -182,6 +321,13 @@ inline void backward_weights_packed(const Conv2dGeometry& g, const float* x, con
     // B(col, ch) = x[image(col), ch, pixel(col)]: folded along B's rows.
     const View<const float> X{x, {1, P, g.c * P}, {P}};
     gemm(g.o, K, g.n * P, batch_folded(dy, g.o, P), X, DW, ep);
+    return;
+  }
+  if (implicit_im2col_fits(g)) {
+    gemm_packed_b(
+        g.o, K, g.n * P, batch_folded(dy, g.o, P),
+        [&](int64_t r0, int64_t rc, int64_t c0, int64_t nc, float* out) { pack_im2col_t_b(g, x, r0, rc, c0, nc, out); },
+        DW, ep);
     return;
   }
   const int64_t chunk = chunk_images<float>(g);

@@ -197,6 +197,18 @@ inline void pack_b(const View<const float>& B, int64_t k0, int64_t kc, int64_t c
         const float* s = B.data + off[j] + k0;
         for (int64_t k = 0; k < kc; ++k) panel[k * kNR + j] = s[k];
       }
+    } else if (off[w - 1] - off[0] < (int64_t{1} << 30) && off[0] - off[w - 1] < (int64_t{1} << 30)) {
+      // Scattered columns (batch-folded with small planes): two masked gathers per k.
+      alignas(64) int32_t rel[kNR] = {};
+      for (int64_t j = 0; j < w; ++j) rel[j] = static_cast<int32_t>(off[j] - off[0]);
+      const __mmask16 m0 = w >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << w) - 1);
+      const __mmask16 m1 = w >= 32 ? __mmask16(0xFFFF) : w > 16 ? __mmask16((1u << (w - 16)) - 1) : __mmask16(0);
+      const __m512i r0 = _mm512_load_si512(rel), r1 = _mm512_load_si512(rel + 16);
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* s = B.data + B.row.offset(k0 + k) + off[0];
+        _mm512_store_ps(panel + k * kNR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, r0, s, 4));
+        _mm512_store_ps(panel + k * kNR + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, r1, s, 4));
+      }
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         const float* s = B.data + B.row.offset(k0 + k);
@@ -255,8 +267,9 @@ U* aligned_scratch(AlignedVector<U>& v, int64_t n) {
 }
 
 // One thread's part: tile (r0, c0) of size mc x nc, all of K.
-inline void gemm_tile(int64_t K, const View<const float>& A, const View<const float>& B, const View<float>& C,
-                      int64_t r0, int64_t mc, int64_t c0, int64_t nc, const GemmEpilogue& ep) {
+template <class PackB>
+void gemm_tile(int64_t K, const View<const float>& A, const PackB& pack_B, const View<float>& C, int64_t r0,
+               int64_t mc, int64_t c0, int64_t nc, const GemmEpilogue& ep) {
   thread_local AlignedVector<float> abuf, bbuf, cbuf;
   const int64_t mcp = (mc + kMR - 1) / kMR * kMR, ncp = (nc + kNR - 1) / kNR * kNR;
   float* ap = aligned_scratch(abuf, mcp * kKC);
@@ -266,7 +279,7 @@ inline void gemm_tile(int64_t K, const View<const float>& A, const View<const fl
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     pack_a(A, r0, mc, k0, kc, ap);
-    pack_b(B, k0, kc, c0, nc, bp);
+    pack_B(k0, kc, c0, nc, bp);
     for (int64_t jp = 0; jp < ncp; jp += kNR)
       for (int64_t ip = 0; ip < mcp; ip += kMR)
         micro_kernel_8x32(kc, ap + ip * kc, bp + jp * kc, cp + ip * ncp + jp, ncp, k0 == 0);
@@ -276,9 +289,12 @@ inline void gemm_tile(int64_t K, const View<const float>& A, const View<const fl
 
 }  // namespace detail
 
-// C (M x N) = A (M x K) * B (K x N), then the epilogue. Parallel over C tiles.
-inline void gemm(int64_t M, int64_t N, int64_t K, const View<const float>& A, const View<const float>& B,
-                 const View<float>& C, const GemmEpilogue& ep = {}) {
+// C (M x N) = A (M x K) * B (K x N), then the epilogue, where B is given by its packing routine
+// pack_B(k0, kc, c0, nc, out): rows [k0, k0+kc) x cols [c0, c0+nc) into 32-column k-major panels,
+// zero padded (conv2d.hpp packs straight from the image: implicit im2col). Parallel over C tiles.
+template <class PackB>
+void gemm_packed_b(int64_t M, int64_t N, int64_t K, const View<const float>& A, const PackB& pack_B,
+                   const View<float>& C, const GemmEpilogue& ep = {}) {
   using namespace detail;
   if (M <= 0 || N <= 0) return;
   int threads = 1;
@@ -306,8 +322,16 @@ inline void gemm(int64_t M, int64_t N, int64_t K, const View<const float>& A, co
 #endif
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t r0 = (t / nt) * mc, c0 = (t % nt) * nc;
-    gemm_tile(K, A, B, C, r0, std::min(mc, M - r0), c0, std::min(nc, N - c0), ep);
+    gemm_tile(K, A, pack_B, C, r0, std::min(mc, M - r0), c0, std::min(nc, N - c0), ep);
   }
+}
+
+// C (M x N) = A (M x K) * B (K x N), then the epilogue. Parallel over C tiles.
+inline void gemm(int64_t M, int64_t N, int64_t K, const View<const float>& A, const View<const float>& B,
+                 const View<float>& C, const GemmEpilogue& ep = {}) {
+  gemm_packed_b(
+      M, N, K, A, [&B](int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) { detail::pack_b(B, k0, kc, c0, nc, out); },
+      C, ep);
 }
 #endif  // __AVX512F__
 
