@@ -98,7 +98,9 @@ TEST_CASE("decode_image errors name the file and stb_image's reason") {
   const fs::path d = fresh_dir("decode-bad");
   write_bytes(d / "bad.png", {0x89, 'P', 'N', 'G', 1, 2, 3, 4, 5, 6});
   CHECK_THROWS_WITH(decode_image(d / "bad.png"), Catch::Contains("bad.png") && Catch::Contains("cannot decode"));
-  CHECK_THROWS_WITH(decode_image(d / "missing.png"), Catch::Contains("missing.png"));
+  CHECK_THROWS_WITH(decode_image(d / "missing.png"), Catch::Contains("missing.png") && Catch::Contains("no such file"));
+  fs::create_directories(d / "dir.png");
+  CHECK_THROWS_WITH(decode_image(d / "dir.png"), Catch::Contains("dir.png") && Catch::Contains("directory"));
   write_bytes(d / "empty.jpg", {});
   CHECK_THROWS_WITH(decode_image(d / "empty.jpg"), Catch::Contains("empty.jpg") && Catch::Contains("empty"));
   // truncated JPEG: stb either rejects it or returns a full-size image, never crashes

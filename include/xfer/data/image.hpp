@@ -82,6 +82,9 @@ inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::stri
 }
 
 inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path) {
+  std::error_code ec;
+  XFER_CHECK(std::filesystem::exists(path, ec), "cannot open ", path.string(), ": no such file");
+  XFER_CHECK(!std::filesystem::is_directory(path, ec), "cannot read ", path.string(), ": it is a directory, not a file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   XFER_CHECK(in.good(), "cannot open ", path.string());
   const std::streamoff size = in.tellg();
