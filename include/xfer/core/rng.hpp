@@ -6,10 +6,14 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <sstream>
+#include <string>
 #include <algorithm>
 #include <limits>
 
 #include <Eigen/Core>
+
+#include "xfer/core/error.hpp"
 
 namespace xfer {
 
@@ -80,6 +84,23 @@ class Rng {
   bool has_spare() const { return has_spare_; }
   double spare() const { return spare_; }
   void set_spare(bool has, double v) { has_spare_ = has; spare_ = v; }
+  // The complete state as text (engine words + Box-Muller spare), for checkpoints.
+  std::string state_string() const {
+    std::ostringstream os;
+    os << engine_ << ' ' << (has_spare_ ? 1 : 0) << ' ' << std::hexfloat << spare_;
+    return os.str();
+  }
+  void set_state_string(const std::string& s) {
+    std::istringstream is(s);
+    std::mt19937_64 e;
+    int has = 0;
+    std::string spare;
+    is >> e >> has >> spare;
+    if (is.fail()) throw Error("Rng::set_state_string: not an Rng state (" + std::to_string(s.size()) + " characters)");
+    engine_ = e;
+    has_spare_ = has != 0;
+    spare_ = std::strtod(spare.c_str(), nullptr);
+  }
 
  private:
   std::mt19937_64 engine_;
