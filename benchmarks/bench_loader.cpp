@@ -10,6 +10,7 @@
 //
 // With --json the last stdout line is one JSON object with every number.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
       net->train();
       data::Loader<float> loader(ds, tf, {.batch_size = batch, .shuffle = true, .seed = 1, .prefetch = true});
       double wait = 0;
+      std::vector<double> waits;
       int64_t done = 0, images = 0;
       // one warm-up step (allocates the model's buffers), then `steps` timed ones
       auto step = [&](const data::Batch<float>& b) {
@@ -102,18 +104,23 @@ int main(int argc, char** argv) {
         const auto tw = Clock::now();
         data::Batch<float>* b = loader.next();
         if (!b) b = loader.next();
-        wait += seconds_since(tw);
+        waits.push_back(seconds_since(tw));
+        wait += waits.back();
         step(*b);
         images += b->x.dim(0);
         ++done;
       }
       const double total = seconds_since(t_all);
-      std::printf("train step  %s, %lld steps: %.3f s/step, waiting for data %.4f s/step = %.2f%% of the step\n",
+      std::sort(waits.begin(), waits.end());
+      const double wait_median = waits[waits.size() / 2], wait_max = waits.back();
+      std::printf("train step  %s, %lld steps: %.3f s/step, waiting for data %.4f s/step (median %.4f, max %.4f) = %.2f%% of the step\n",
                   model.c_str(), static_cast<long long>(steps), total / static_cast<double>(steps),
-                  wait / static_cast<double>(steps), 100.0 * wait / total);
+                  wait / static_cast<double>(steps), wait_median, wait_max, 100.0 * wait / total);
       out["model"] = model;
       out["step_s"] = total / static_cast<double>(steps);
       out["data_wait_s_per_step"] = wait / static_cast<double>(steps);
+      out["data_wait_s_median"] = wait_median;
+      out["data_wait_s_max"] = wait_max;
       out["data_share"] = wait / total;
       out["train_img_per_s"] = static_cast<double>(images) / total;
     }
