@@ -47,12 +47,9 @@ struct Config {
   bool resume = false, json = false, augment = true, freeze_bn_stats = false, progress = true;
 };
 
-// A CIFAR-10 binary directory or an ImageFolder root.
+// A CIFAR-10 binary directory or an ImageFolder root, resized to the training side.
 std::unique_ptr<data::InMemoryDataset> open_dataset(const std::string& dir, bool train, int image_size) {
-  XFER_CHECK(fs::exists(dir), "dataset directory '", dir, "' does not exist");
-  if (data::Cifar10::is_cifar10_dir(dir)) return std::make_unique<data::Cifar10>(dir, data::Cifar10Options{.train = train});
-  XFER_CHECK(fs::is_directory(dir), "'", dir, "' is not a directory (expected a CIFAR-10 binary directory or <root>/<class>/<image>)");
-  return std::make_unique<data::ImageFolder>(dir, data::ImageFolderOptions{.height = image_size, .width = image_size});
+  return data::open_dataset(dir, {.train = train, .height = image_size, .width = image_size});
 }
 
 std::unique_ptr<optim::Optimizer<float>> make_optimizer(const Config& c, models::Model<float>& net) {
