@@ -87,6 +87,13 @@ Tensor<float> run_case(const json& c) {
         for (int64_t ch = 0; ch < r.channels; ++ch) out.data()[(ch * r.height + y) * r.width + xx] = r.at(y, xx, ch);
     return out;
   }
+  if (op == "resized_crop") {
+    const auto size = p["size"].get<std::vector<int64_t>>();
+    RandomResizedCrop rrc(Size{size[0], size[1]}, {0.08, 1.0}, {0.75, 4.0 / 3.0});
+    rrc.apply_params(x, {.top = p["top"].get<int64_t>(), .left = p["left"].get<int64_t>(),
+                         .height = p["height"].get<int64_t>(), .width = p["width"].get<int64_t>()});
+    return x;
+  }
   if (op == "center_crop") {
     const auto size = p["size"].get<std::vector<int64_t>>();
     return functional::center_crop(x, size[0], size[1]);
@@ -170,10 +177,10 @@ TEST_CASE("bilinear resize matches torchvision: float within 1e-6, uint8 within 
   int checked = 0;
   for (const auto& c : fixture()["cases"]) {
     const std::string op = c["op"];
-    if (op != "resize" && op != "resize_uint8") continue;
+    if (op != "resize" && op != "resize_uint8" && op != "resized_crop") continue;
     INFO(c["name"].get<std::string>());
     const Diff d = compare(run_case(c), c);
-    if (op == "resize") {
+    if (op != "resize_uint8") {
       CHECK(d.max_abs <= 1e-6);  // measured: <= 3.8e-7
     } else {
       // Round-half-to-even after float interpolation: exact .5 ties can land on either side (measured: 6 of 1173).
@@ -182,7 +189,7 @@ TEST_CASE("bilinear resize matches torchvision: float within 1e-6, uint8 within 
     }
     ++checked;
   }
-  CHECK(checked == 22);
+  CHECK(checked == 26);
 }
 
 TEST_CASE("the CIFAR-10 training recipe with fixed draws matches torchvision within 2e-5 after normalisation") {
@@ -319,6 +326,58 @@ TEST_CASE("RandomRotation draws angles uniformly in [-d, d] and rotates by the d
   const Tensor<float> q = functional::rotate(sq, 90.0);
   for (int64_t yy = 0; yy < 4; ++yy)
     for (int64_t xx = 0; xx < 4; ++xx) CHECK(q[yy * 4 + xx] == sq[xx * 4 + (3 - yy)]);
+}
+
+TEST_CASE("RandomResizedCrop draws windows within its scale and ratio ranges, and falls back to the centre") {
+  const RandomResizedCrop rrc(Size{8, 8}, {0.25, 0.8}, {0.5, 2.0});
+  Rng rng(21);
+  const int draws = 4000;
+  for (int i = 0; i < draws; ++i) {
+    const auto p = rrc.get_params(40, 60, rng);
+    REQUIRE(p.top >= 0);
+    REQUIRE(p.left >= 0);
+    REQUIRE(p.top + p.height <= 40);
+    REQUIRE(p.left + p.width <= 60);
+    const double frac = static_cast<double>(p.height * p.width) / (40.0 * 60.0);
+    // integer rounding of w and h moves the area a little outside [0.25, 0.8]
+    REQUIRE(frac >= 0.25 * 0.9);
+    REQUIRE(frac <= 0.8 * 1.1);
+    const double aspect = static_cast<double>(p.width) / static_cast<double>(p.height);
+    REQUIRE(aspect >= 0.5 * 0.9);
+    REQUIRE(aspect <= 2.0 * 1.1);
+  }
+  // Where every first try fits (100x100, area <= 0.3, aspect <= 2: w, h <= 78), the area fraction is
+  // uniform and the log aspect ratio uniform, centred on 0.
+  const RandomResizedCrop fits(Size{8, 8}, {0.1, 0.3}, {0.5, 2.0});
+  double area_sum = 0, log_aspect_sum = 0, area_lo = 1, area_hi = 0;
+  for (int i = 0; i < draws; ++i) {
+    const auto q = fits.get_params(100, 100, rng);
+    const double frac = static_cast<double>(q.height * q.width) / 1e4;
+    area_sum += frac;
+    area_lo = std::min(area_lo, frac);
+    area_hi = std::max(area_hi, frac);
+    log_aspect_sum += std::log(static_cast<double>(q.width) / static_cast<double>(q.height));
+  }
+  CHECK(std::abs(area_sum / draws - 0.2) < 0.005);
+  CHECK(area_lo < 0.105);
+  CHECK(area_hi > 0.295);
+  CHECK(std::abs(log_aspect_sum / draws) < 0.03);
+  // No window of area 1x with aspect >= 2 fits a square: torchvision's central fallback (full width, h = w / 2).
+  const RandomResizedCrop wide(Size{4, 4}, {1.0, 1.0}, {2.0, 3.0});
+  const auto p = wide.get_params(30, 30, rng);
+  CHECK(p.width == 30);
+  CHECK(p.height == 15);
+  CHECK(p.top == 7);
+  CHECK(p.left == 0);
+  // apply == apply_params(get_params) and the output has the requested size
+  const Tensor<float> x = functional::to_tensor(input_image("a"));
+  Rng ra(5), rb(5);
+  Tensor<float> y1 = x, y2 = x;
+  rrc.apply(y1, ra);
+  rrc.apply_params(y2, rrc.get_params(x.dim(1), x.dim(2), rb));
+  CHECK(y1.shape() == Shape{3, 8, 8});
+  CHECK(std::equal(y1.begin(), y1.end(), y2.begin()));
+  CHECK_THROWS_WITH(RandomResizedCrop(8, {0.5, 0.2}), Catch::Contains("scale"));
 }
 
 TEST_CASE("the CIFAR-10 training pipeline is deterministic for a seed and varies across seeds") {

@@ -145,6 +145,12 @@ inline Tensor<float> resize(const Tensor<float>& img, int64_t height, int64_t wi
   return out;
 }
 
+// F.resized_crop: crop the window, then resize it to out_height x out_width.
+inline Tensor<float> resized_crop(const Tensor<float>& img, int64_t top, int64_t left, int64_t height, int64_t width,
+                                  int64_t out_height, int64_t out_width, bool antialias = true) {
+  return resize(crop(img, top, left, height, width), out_height, out_width, antialias);
+}
+
 // Luma as torchvision: 0.2989 R + 0.587 G + 0.114 B (one plane H x W).
 inline std::vector<float> rgb_to_grayscale(const Tensor<float>& img) {
   detail::check_rgb(img, "rgb_to_grayscale");

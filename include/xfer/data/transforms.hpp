@@ -1,11 +1,12 @@
 // Transforms with torchvision semantics, composable with Compose: RandomCrop, RandomHorizontalFlip,
-// ColorJitter, RandomRotation, Normalize, Resize, CenterCrop, plus the CIFAR-10 recipes.
+// ColorJitter, RandomRotation, RandomResizedCrop, Normalize, Resize, CenterCrop, plus the CIFAR-10 recipes.
 // The one thing to know: Compose starts with ToTensor (uint8 HWC -> float CHW in [0, 1]) and every
 // transform works on that float tensor (torchvision's tensor path); random transforms draw only from
 // the Rng passed in, so a sample's augmentation is fixed by that Rng's seed.
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -192,6 +193,66 @@ class ColorJitter final : public Transform {
 
  private:
   double b_, c_, s_, h_;
+};
+
+// RandomResizedCrop(size, scale, ratio): a window covering a uniform fraction `scale` of the area
+// with a log-uniform aspect ratio in `ratio` (10 tries, then torchvision's central fallback), resized
+// to size (bilinear, antialiased) — the usual ImageNet-style fine-tuning augmentation.
+class RandomResizedCrop final : public Transform {
+ public:
+  struct Params {
+    int64_t top = 0, left = 0, height = 0, width = 0;
+  };
+  explicit RandomResizedCrop(int64_t size, std::array<double, 2> scale = {0.08, 1.0},
+                             std::array<double, 2> ratio = {3.0 / 4.0, 4.0 / 3.0}, bool antialias = true)
+      : RandomResizedCrop(Size{size, size}, scale, ratio, antialias) {}
+  RandomResizedCrop(Size size, std::array<double, 2> scale, std::array<double, 2> ratio, bool antialias = true)
+      : size_(size), scale_(scale), ratio_(ratio), antialias_(antialias) {
+    XFER_CHECK(size_.height > 0 && size_.width > 0, "RandomResizedCrop: size must be positive, got ", size_.height, "x",
+               size_.width);
+    XFER_CHECK(scale_[0] > 0 && scale_[0] <= scale_[1], "RandomResizedCrop: scale must satisfy 0 < min <= max, got [",
+               scale_[0], ", ", scale_[1], "]");
+    XFER_CHECK(ratio_[0] > 0 && ratio_[0] <= ratio_[1], "RandomResizedCrop: ratio must satisfy 0 < min <= max, got [",
+               ratio_[0], ", ", ratio_[1], "]");
+  }
+  Params get_params(int64_t height, int64_t width, Rng& rng) const {
+    const double area = static_cast<double>(height * width);
+    const double log_lo = std::log(ratio_[0]), log_hi = std::log(ratio_[1]);
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      const double target = area * rng.uniform(scale_[0], scale_[1]);
+      const double aspect = std::exp(rng.uniform(log_lo, log_hi));
+      const int64_t w = functional::round_half_even(std::sqrt(target * aspect));
+      const int64_t h = functional::round_half_even(std::sqrt(target / aspect));
+      if (w > 0 && w <= width && h > 0 && h <= height) {
+        Params p{.top = 0, .left = 0, .height = h, .width = w};
+        p.top = static_cast<int64_t>(rng.below(static_cast<uint64_t>(height - h + 1)));
+        p.left = static_cast<int64_t>(rng.below(static_cast<uint64_t>(width - w + 1)));
+        return p;
+      }
+    }
+    // Central fallback, as torchvision.
+    const double in_ratio = static_cast<double>(width) / static_cast<double>(height);
+    int64_t w = width, h = height;
+    if (in_ratio < ratio_[0]) {
+      h = functional::round_half_even(static_cast<double>(w) / ratio_[0]);
+    } else if (in_ratio > ratio_[1]) {
+      w = functional::round_half_even(static_cast<double>(h) * ratio_[1]);
+    }
+    return {.top = (height - h) / 2, .left = (width - w) / 2, .height = h, .width = w};
+  }
+  void apply_params(Tensor<float>& img, const Params& p) const {
+    img = functional::resized_crop(img, p.top, p.left, p.height, p.width, size_.height, size_.width, antialias_);
+  }
+  void apply(Tensor<float>& img, Rng& rng) const override {
+    functional::detail::check_chw(img, "RandomResizedCrop");
+    apply_params(img, get_params(img.dim(1), img.dim(2), rng));
+  }
+  std::string describe() const override { return "RandomResizedCrop"; }
+
+ private:
+  Size size_;
+  std::array<double, 2> scale_, ratio_;
+  bool antialias_;
 };
 
 // RandomRotation(degrees): angle uniform in [-degrees, degrees] (or [lo, hi]), counter-clockwise
