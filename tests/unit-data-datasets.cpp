@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 #include <set>
 
 #ifdef XFER_STB_HEADER_ONLY
@@ -267,6 +269,15 @@ TEST_CASE("ImageFolder bad input: empty or missing root, a class without images,
   CHECK(skipping.size() == 2);
   REQUIRE(skipping.skipped().size() == 1);
   CHECK(skipping.skipped()[0].path.filename() == "2.jpg");
+  {  // the warning goes to stderr
+    std::ostringstream captured;
+    auto* old = std::cerr.rdbuf(captured.rdbuf());
+    const ImageFolder warned(root, {.skip_bad_images = true});
+    std::cerr.rdbuf(old);
+    CHECK(warned.size() == 2);
+    CHECK_THAT(captured.str(), Catch::Contains("warning") && Catch::Contains("skipped 1 undecodable") &&
+                                   Catch::Contains("2.jpg"));
+  }
   // ... but a class left with nothing is still an error
   fs::remove(root / "b" / "1.png");
   CHECK_THROWS_WITH(ImageFolder(root, {.skip_bad_images = true, .warn = false}),
