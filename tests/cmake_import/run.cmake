@@ -19,3 +19,12 @@ run_step("run consumer" ${WORK_DIR}/app-build/consumer)
 if(NOT LAST_OUTPUT MATCHES "trainable=5130")
   message(FATAL_ERROR "consumer printed unexpected output:\n${LAST_OUTPUT}")
 endif()
+
+# The same application vendoring xfer with add_subdirectory.
+run_step("configure add_subdirectory consumer" ${CMAKE_COMMAND} -S ${XFER_SOURCE_DIR}/tests/cmake_add_subdirectory
+  -B ${WORK_DIR}/subdir-build -G ${GENERATOR} -DXFER_SOURCE_DIR=${XFER_SOURCE_DIR} -DCMAKE_BUILD_TYPE=Release)
+run_step("build add_subdirectory consumer" ${CMAKE_COMMAND} --build ${WORK_DIR}/subdir-build)
+run_step("run add_subdirectory consumer" ${WORK_DIR}/subdir-build/consumer)
+if(NOT LAST_OUTPUT MATCHES "trainable=5130")
+  message(FATAL_ERROR "add_subdirectory consumer printed unexpected output:\n${LAST_OUTPUT}")
+endif()
