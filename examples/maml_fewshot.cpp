@@ -206,7 +206,8 @@ int main(int argc, char** argv) {
           idx[i] = pool[rng.below(pool.size())];
           y[i] = remap[static_cast<size_t>(labels[static_cast<size_t>(idx[i])])];
         }
-        const Tensor<float>& logits = base.model->forward(batch(ds, idx));
+        const Tensor<float> xb = batch(ds, idx);  // layers keep a pointer to their input until backward
+        const Tensor<float>& logits = base.model->forward(xb);
         auto l = nn::cross_entropy(logits, y);
         acc.add(static_cast<double>(nn::count_correct(logits, y)) / static_cast<double>(y.size()));
         bopt.zero_grad();

@@ -164,6 +164,9 @@ int main(int argc, char** argv) {
     row("MAML", m);
     row("pretrained baseline", b);
     std::printf("time: %.1f s (MAML meta-training %.1f s)\n", seconds, maml_seconds);
+    if (!first_order)
+      std::printf("Hessian-vector products that fell back to one-sided differences (ReLU kinks): %lld\n",
+                  static_cast<long long>(maml.kink_fallbacks()));
     if (json)
       std::cout << nlohmann::json{{"mse_pre", m.pre.mean()},
                                   {"mse_1step", m.step1.mean()},

@@ -335,3 +335,19 @@ TEST_CASE("Float second order: the finite-difference Hessian term is accurate to
   INFO("float relative error " << err);
   CHECK(err < 1e-3);
 }
+
+TEST_CASE("Per-group inner learning rates: alpha = 0 outside the head reproduces ANIL's PyTorch meta-gradient") {
+  const auto& c = find_case("anil_3step_second_order");
+  auto net = small_net<double>();
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 3,
+                                 .inner_lr_groups = {{.select = all_except("9"), .lr = 0.0}}});
+  const Task t = task();
+  maml.zero_grad();
+  maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+  const double err = rel_error(net->arena().grads, arena_vector(net->arena(), c["meta_grad"]));
+  INFO("relative error " << err);
+  CHECK(err < 1e-6);
+  CHECK(maml.kink_fallbacks() == 0);
+  for (auto& np : net->arena().params)
+    if (np.name.rfind("9.", 0) != 0) CHECK(maml.inner_lrs().value[np.param->offset] == 0.0);
+}

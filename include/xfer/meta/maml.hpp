@@ -195,8 +195,14 @@ class MAML {
     const size_t nthetas = history ? static_cast<size_t>(k) + 1 : 2;
     if (thetas_.size() < nthetas) thetas_.resize(nthetas);
     for (size_t i = 0; i < nthetas; ++i) ensure(thetas_[i]);
-    if (opt_.learn_inner_lr && gs_.size() < static_cast<size_t>(k)) gs_.resize(static_cast<size_t>(k));
-    for (size_t i = 0; opt_.learn_inner_lr && i < static_cast<size_t>(k); ++i) ensure(gs_[i]);
+    // Inner gradients are kept for Meta-SGD's alpha gradient and as the centre of the HVP kink check.
+    const bool keep_g = opt_.learn_inner_lr || history;
+    if (keep_g && gs_.size() < static_cast<size_t>(k)) gs_.resize(static_cast<size_t>(k));
+    for (size_t i = 0; keep_g && i < static_cast<size_t>(k); ++i) ensure(gs_[i]);
+    // The inner gradients cover every trainable parameter unless some trainable ones are not adapted.
+    bool inner_full = true;
+    for (auto& np : arena.params)
+      inner_full = inner_full && (!np.param->trainable || adapted_[static_cast<size_t>(np.param->offset)]);
     ensure(g_);
     ensure(v_);
     TaskResult res;
@@ -205,7 +211,7 @@ class MAML {
     {
       Restore guard(*this, /*inner=*/true);
       for (int j = 0; j < k; ++j) {
-        AlignedVector<T>& g = opt_.learn_inner_lr ? gs_[static_cast<size_t>(j)] : g_;
+        AlignedVector<T>& g = keep_g ? gs_[static_cast<size_t>(j)] : g_;
         res.support_losses.push_back(gradient(theta(j), support_x, support_y, g, "support"));
         sgd_step(theta(j), g, theta(j + 1));
       }
@@ -222,6 +228,7 @@ class MAML {
         ensure(probe_);
         ensure(gp_);
         ensure(gm_);
+        if (!inner_full) ensure(g0_);
       }
       const std::vector<char> mask = effective_adapted();
       for (int j = k - 1; j >= 0; --j) {
@@ -236,7 +243,7 @@ class MAML {
         if (!history) continue;
         for (int64_t i = 0; i < n_; ++i)
           u_[static_cast<size_t>(i)] = mask[static_cast<size_t>(i)] ? alpha_.value[i] * v_[static_cast<size_t>(i)] : T(0);
-        hvp(theta(j), support_x, support_y, u_, v_);
+        hvp(theta(j), support_x, support_y, u_, v_, inner_full ? &gs_[static_cast<size_t>(j)] : nullptr);
       }
     }
     // Accumulate into the model's gradients (trainable entries only) and alpha's.
@@ -262,13 +269,16 @@ class MAML {
     return evaluate(query_x, query_y).loss;
   }
 
+  // How many Hessian-vector products fell back to a one-sided difference (kink guard, see hvp()).
+  int64_t kink_fallbacks() const { return kink_fallbacks_; }
+
   // Bytes held by the scratch buffers (constant after the first task of a given configuration).
   size_t workspace_bytes() const {
     size_t b = 0;
     auto add = [&](const AlignedVector<T>& v) { b += v.capacity() * sizeof(T); };
     for (const auto& t : thetas_) add(t);
     for (const auto& t : gs_) add(t);
-    for (const auto* v : {&theta_a_, &theta_b_, &g_, &v_, &u_, &probe_, &gp_, &gm_, &alpha_.scratch}) add(*v);
+    for (const auto* v : {&theta_a_, &theta_b_, &g_, &v_, &u_, &probe_, &gp_, &gm_, &g0_, &alpha_.scratch}) add(*v);
     return b;
   }
 
@@ -375,9 +385,13 @@ class MAML {
     return e;
   }
 
-  // v -= H(theta) u by central differences of support gradients (2 forward+backward passes).
+  // v -= H(theta) u by central differences of support gradients (2 forward+backward passes; a third
+  // for g(theta) when the inner loop did not compute it on every trainable parameter).
+  // Kink guard: the one-sided differences D+ = (g+ - g0)/eps and D- = (g0 - g-)/eps agree to O(h)
+  // where the loss is smooth; a ReLU/max-pool switch inside one side makes that side's difference
+  // O(1/eps). When they disagree by more than 10% the side with the smaller norm is used alone.
   void hvp(AlignedVector<T>& theta, const Tensor<T>& x, const Target<T>& y, const AlignedVector<T>& u,
-           AlignedVector<T>& v) {
+           AlignedVector<T>& v, const AlignedVector<T>* g0) {
     double tt = 0, uu = 0;
     int64_t m = 0;
     for (int64_t i = 0; i < n_; ++i) {
@@ -396,6 +410,27 @@ class MAML {
     gradient(probe_, x, y, gp_, "support");
     for (int64_t i = 0; i < n_; ++i) probe_[static_cast<size_t>(i)] = theta[static_cast<size_t>(i)] - eps * u[static_cast<size_t>(i)];
     gradient(probe_, x, y, gm_, "support");
+    if (!g0) {
+      gradient(theta, x, y, g0_, "support");
+      g0 = &g0_;
+    }
+    const AlignedVector<T>& c = *g0;
+    double pp = 0, mm = 0, dd = 0;
+    for (int64_t i = 0; i < n_; ++i) {
+      const size_t s = static_cast<size_t>(i);
+      const double dp = static_cast<double>(gp_[s]) - c[s], dm = static_cast<double>(c[s]) - gm_[s];
+      pp += dp * dp, mm += dm * dm, dd += (dp - dm) * (dp - dm);
+    }
+    if (dd > 0.01 * std::max(pp, mm)) {
+      ++kink_fallbacks_;
+      const bool plus = pp <= mm;
+      const T inv = T(1) / eps;
+      for (int64_t i = 0; i < n_; ++i) {
+        const size_t s = static_cast<size_t>(i);
+        v[s] -= (plus ? gp_[s] - c[s] : c[s] - gm_[s]) * inv;
+      }
+      return;
+    }
     const T inv = T(1) / (T(2) * eps);
     for (int64_t i = 0; i < n_; ++i) {
       const size_t s = static_cast<size_t>(i);
@@ -410,7 +445,8 @@ class MAML {
   double h_ = 1e-5;
   std::vector<char> adapted_;
   std::vector<AlignedVector<T>> thetas_, gs_;
-  AlignedVector<T> theta_a_, theta_b_, g_, v_, u_, probe_, gp_, gm_;
+  AlignedVector<T> theta_a_, theta_b_, g_, v_, u_, probe_, gp_, gm_, g0_;
+  int64_t kink_fallbacks_ = 0;
   AlignedVector<T>* fast_ = nullptr;
 };
 
