@@ -179,15 +179,20 @@ inline void pack_im2col_b(const Conv2dGeometry& g, const float* x, int64_t k0, i
       }
     }
     __m512i vb[2], viy[2], vix[2];
-    bool run[2];
     for (int h = 0; h < 2; ++h) {
       vb[h] = _mm512_load_si512(base + 16 * h);
       viy[h] = _mm512_load_si512(iy0 + 16 * h);
       vix[h] = _mm512_load_si512(ix0 + 16 * h);
-      run[h] = 16 * h + 16 <= width;
-      for (int l = 1; l < 16 && run[h]; ++l)
-        run[h] = base[16 * h + l] == base[16 * h] + l && iy0[16 * h + l] == iy0[16 * h];
     }
+    // Longest group length (16, 8 or 4 lanes) whose pixels are consecutive in x for every group of
+    // the panel; 0 means gather. Lanes past `width` only need a valid-looking address (masked).
+    auto groups_of = [&](int L) {
+      for (int s0 = 0; s0 < 32; s0 += L)
+        for (int l = 1; l < L; ++l)
+          if (s0 + l < width && (base[s0 + l] != base[s0] + l || iy0[s0 + l] != iy0[s0])) return false;
+      return true;
+    };
+    const int run = groups_of(16) ? 16 : groups_of(8) ? 8 : groups_of(4) ? 4 : 0;
     int64_t ch = k0 / KK, i = (k0 % KK) / g.kw, j = k0 % g.kw;
     for (int64_t k = 0; k < kc; ++k) {
       const int32_t off = static_cast<int32_t>(ch * HW + i * g.w + j);
@@ -196,12 +201,21 @@ inline void pack_im2col_b(const Conv2dGeometry& g, const float* x, int64_t k0, i
       for (int h = 0; h < 2; ++h) {
         const __mmask16 m = _mm512_cmplt_epu32_mask(_mm512_add_epi32(viy[h], vi), vH) &
                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(vix[h], vj), vW);
-        __m512 v;
-        if (run[h])
-          v = _mm512_maskz_loadu_ps(m, x + (static_cast<int64_t>(base[16 * h]) + off));
-        else
-          v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(vb[h], voff), x, 4);
-        _mm512_store_ps(panel + k * 32 + 16 * h, v);
+        float* dst = panel + k * 32 + 16 * h;
+        const int32_t* bh = base + 16 * h;
+        if (run == 16) {
+          _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m, x + (static_cast<int64_t>(bh[0]) + off)));
+        } else if (run == 8) {
+          _mm256_store_ps(dst, _mm256_maskz_loadu_ps(static_cast<__mmask8>(m), x + (static_cast<int64_t>(bh[0]) + off)));
+          _mm256_store_ps(dst + 8,
+                          _mm256_maskz_loadu_ps(static_cast<__mmask8>(m >> 8), x + (static_cast<int64_t>(bh[8]) + off)));
+        } else if (run == 4) {
+          for (int q = 0; q < 4; ++q)
+            _mm_store_ps(dst + 4 * q, _mm_maskz_loadu_ps(static_cast<__mmask8>((m >> (4 * q)) & 0xF),
+                                                         x + (static_cast<int64_t>(bh[4 * q]) + off)));
+        } else {
+          _mm512_store_ps(dst, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(vb[h], voff), x, 4));
+        }
       }
       if (++j == g.kw) {
         j = 0;

@@ -267,9 +267,10 @@ U* aligned_scratch(AlignedVector<U>& v, int64_t n) {
 }
 
 // One thread's part: tile (r0, c0) of size mc x nc, all of K.
+// a_packed: all of A packed once per call (k block k0 at a_packed + k0*Mp), or null to pack here.
 template <class PackB>
-void gemm_tile(int64_t K, const View<const float>& A, const PackB& pack_B, const View<float>& C, int64_t r0,
-               int64_t mc, int64_t c0, int64_t nc, const GemmEpilogue& ep) {
+void gemm_tile(int64_t K, const View<const float>& A, const float* a_packed, int64_t Mp, const PackB& pack_B,
+               const View<float>& C, int64_t r0, int64_t mc, int64_t c0, int64_t nc, const GemmEpilogue& ep) {
   thread_local AlignedVector<float> abuf, bbuf, cbuf;
   const int64_t mcp = (mc + kMR - 1) / kMR * kMR, ncp = (nc + kNR - 1) / kNR * kNR;
   float* ap = aligned_scratch(abuf, mcp * kKC);
@@ -278,11 +279,15 @@ void gemm_tile(int64_t K, const View<const float>& A, const PackB& pack_B, const
   if (K == 0) std::fill(cp, cp + mcp * ncp, 0.0f);
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
-    pack_a(A, r0, mc, k0, kc, ap);
+    const float* a = ap;
+    if (a_packed)
+      a = a_packed + k0 * Mp + r0 * kc;
+    else
+      pack_a(A, r0, mc, k0, kc, ap);
     pack_B(k0, kc, c0, nc, bp);
     for (int64_t jp = 0; jp < ncp; jp += kNR)
       for (int64_t ip = 0; ip < mcp; ip += kMR)
-        micro_kernel_8x32(kc, ap + ip * kc, bp + jp * kc, cp + ip * ncp + jp, ncp, k0 == 0);
+        micro_kernel_8x32(kc, a + ip * kc, bp + jp * kc, cp + ip * ncp + jp, ncp, k0 == 0);
   }
   store_tile(cp, ncp, C, r0, mc, c0, nc, ep);
 }
@@ -317,12 +322,35 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const View<const float>& A, 
   nt = (N + nc - 1) / nc;
   const int64_t tiles = mt * nt;
   threads = static_cast<int>(std::min<int64_t>(threads, tiles));
+  // When several column tiles share rows of A, pack A once for all of them (the weights of a
+  // small-map convolution would otherwise be re-packed by every tile).
+  const int64_t Mp = m_panels * kMR;
+  float* a_packed = nullptr;
+  if (nt > 1 && Mp * K <= (int64_t{8} << 20)) {
+    thread_local AlignedVector<float> abuf;
+    a_packed = aligned_scratch(abuf, Mp * K);
+  }
+  const int64_t k_blocks = (K + kKC - 1) / kKC;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t r0 = (t / nt) * mc, c0 = (t % nt) * nc;
-    gemm_tile(K, A, pack_B, C, r0, std::min(mc, M - r0), c0, std::min(nc, N - c0), ep);
+  {
+    if (a_packed) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+      for (int64_t kb = 0; kb < k_blocks; ++kb) {
+        const int64_t k0 = kb * kKC;
+        pack_a(A, 0, M, k0, std::min(kKC, K - k0), a_packed + k0 * Mp);
+      }
+    }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t r0 = (t / nt) * mc, c0 = (t % nt) * nc;
+      gemm_tile(K, A, a_packed, Mp, pack_B, C, r0, std::min(mc, M - r0), c0, std::min(nc, N - c0), ep);
+    }
   }
 }
 

@@ -3,6 +3,10 @@
 #pragma once
 
 #include <limits>
+#include <type_traits>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <vector>
 
 #include "xfer/core/parallel.hpp"
@@ -46,27 +50,60 @@ class MaxPool2d : public Module<T> {
     XFER_OMP_FOR(N * C * OH * OW * k * k)
     for (int64_t nc = 0; nc < N * C; ++nc) {
       const T* plane = xd + nc * H * W;
-      for (int64_t oy = 0; oy < OH; ++oy)
-        for (int64_t ox = 0; ox < OW; ++ox) {
-          T best = -std::numeric_limits<T>::infinity();
-          int32_t arg = -1;
-          for (int64_t i = 0; i < k; ++i) {
-            const int64_t iy = oy * s - p + i;
-            if (iy < 0 || iy >= H) continue;
-            for (int64_t j = 0; j < k; ++j) {
-              const int64_t ix = ox * s - p + j;
-              if (ix < 0 || ix >= W) continue;
-              const T v = plane[iy * W + ix];
-              if (v > best || arg < 0 || std::isnan(v)) {
-                best = v;
-                arg = static_cast<int32_t>(iy * W + ix);
+      for (int64_t oy = 0; oy < OH; ++oy) {
+        // The window clipped to the image once per row/column, so the inner loops have no tests
+        // but the comparison (NaN wins and stays, like PyTorch).
+        const int64_t y0 = std::max<int64_t>(oy * s - p, 0), y1 = std::min<int64_t>(oy * s - p + k, H);
+        int64_t ox = 0;
+#ifdef __AVX512F__
+        if constexpr (std::is_same_v<T, float>) {
+          // 16 outputs of the row at once: gathers and masked blends, same visiting order and
+          // tie/NaN rules as the scalar loop below.
+          const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+          const __m512i vW = _mm512_set1_epi32(static_cast<int32_t>(W));
+          for (; ox < OW; ox += 16) {
+            const __mmask16 lanes = OW - ox >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (OW - ox)) - 1);
+            const __m512i vx0 = _mm512_sub_epi32(
+                _mm512_mullo_epi32(_mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(ox))),
+                                   _mm512_set1_epi32(static_cast<int32_t>(s))),
+                _mm512_set1_epi32(static_cast<int32_t>(p)));
+            __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+            __m512i arg = _mm512_set1_epi32(-1);
+            __mmask16 have = 0;
+            for (int64_t iy = y0; iy < y1; ++iy)
+              for (int64_t j = 0; j < k; ++j) {
+                const __m512i vix = _mm512_add_epi32(vx0, _mm512_set1_epi32(static_cast<int32_t>(j)));
+                const __mmask16 valid = lanes & _mm512_cmplt_epu32_mask(vix, vW);
+                const __m512i idx = _mm512_add_epi32(vix, _mm512_set1_epi32(static_cast<int32_t>(iy * W)));
+                const __m512 v = _mm512_mask_i32gather_ps(best, valid, idx, plane, 4);
+                const __mmask16 take = valid & (_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |
+                                                _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) | static_cast<__mmask16>(~have));
+                best = _mm512_mask_mov_ps(best, take, v);
+                arg = _mm512_mask_mov_epi32(arg, take, idx);
+                have |= valid;
               }
-            }
+            const int64_t o = (nc * OH + oy) * OW + ox;
+            _mm512_mask_storeu_ps(yd + o, lanes, best);
+            _mm512_mask_storeu_epi32(argmax_.data() + o, lanes, arg);
           }
+        }
+#endif
+        for (; ox < OW; ++ox) {
+          const int64_t x0 = std::max<int64_t>(ox * s - p, 0), x1 = std::min<int64_t>(ox * s - p + k, W);
+          int64_t arg = y0 * W + x0;
+          T best = plane[arg];
+          for (int64_t iy = y0; iy < y1; ++iy)
+            for (int64_t ix = x0; ix < x1; ++ix) {
+              const T v = plane[iy * W + ix];
+              const bool take = (v > best) | (v != v);  // no short-circuit: keep it branch-free
+              best = take ? v : best;
+              arg = take ? iy * W + ix : arg;
+            }
           const int64_t o = (nc * OH + oy) * OW + ox;
           yd[o] = best;
-          argmax_[static_cast<size_t>(o)] = arg;
+          argmax_[static_cast<size_t>(o)] = static_cast<int32_t>(arg);
         }
+      }
     }
     return y_;
   }
