@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -131,6 +132,10 @@ class Subset : public Dataset {
   const std::vector<std::string>& class_names() const override { return base_->class_names(); }
   const std::vector<int64_t>& indices() const { return indices_; }
   const Dataset& base() const { return *base_; }
+  // A Subset refers to its parent: a temporary one would dangle.
+  template <class D>
+    requires std::is_base_of_v<Dataset, D>
+  Subset(D&&, std::vector<int64_t>) = delete;
 
  private:
   const Dataset* base_;

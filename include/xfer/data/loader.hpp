@@ -14,6 +14,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -88,6 +89,13 @@ class Loader {
     order_ = make_order(0);
   }
   Loader(const Dataset& ds, LoaderOptions opt) : Loader(ds, Compose(), opt) {}
+  // The loader keeps a reference to the dataset: a temporary one would dangle.
+  template <class D>
+    requires std::is_base_of_v<Dataset, D>
+  Loader(D&&, Compose, LoaderOptions = {}) = delete;
+  template <class D>
+    requires std::is_base_of_v<Dataset, D>
+  Loader(D&&, LoaderOptions) = delete;
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
   ~Loader() { drop_pending(); }
