@@ -46,10 +46,18 @@ std::shared_ptr<nn::Sequential<double>> mlp(uint64_t seed) {
   return s;
 }
 
+// Mean and 95% CI over tasks; a task whose adapted MSE is not finite (10 plain SGD steps can
+// diverge where the meta-learned curvature makes alpha * lambda_max > 2) is counted, not averaged.
 struct Stat {
   double sum = 0, sum2 = 0;
-  int64_t n = 0;
-  void add(double v) { sum += v, sum2 += v * v, ++n; }
+  int64_t n = 0, diverged = 0;
+  void add(double v) {
+    if (!std::isfinite(v) || v > 1e6) {
+      ++diverged;
+      return;
+    }
+    sum += v, sum2 += v * v, ++n;
+  }
   double mean() const { return sum / n; }
   double ci95() const {
     const double m = mean(), var = (sum2 - n * m * m) / (n - 1);
@@ -160,6 +168,9 @@ int main(int argc, char** argv) {
     auto row = [](const char* name, const EvalResult& r) {
       std::printf("%-22s %9.4f +- %-6.4f %9.4f +- %-6.4f %9.4f +- %-6.4f\n", name, r.pre.mean(), r.pre.ci95(),
                   r.step1.mean(), r.step1.ci95(), r.step10.mean(), r.step10.ci95());
+      for (const auto& [what, st] : {std::pair{"before adaptation", &r.pre}, {"1 step", &r.step1}, {"10 steps", &r.step10}})
+        if (st->diverged) std::printf("  %s: %lld of %lld tasks diverged (MSE > 1e6), left out of the mean\n", what,
+                                      static_cast<long long>(st->diverged), static_cast<long long>(st->diverged + st->n));
     };
     row("MAML", m);
     row("pretrained baseline", b);
@@ -174,6 +185,7 @@ int main(int argc, char** argv) {
                                   {"baseline_1step", b.step1.mean()},
                                   {"baseline_10step", b.step10.mean()},
                                   {"mse_1step_ci95", m.step1.ci95()},
+                                  {"diverged_10step", m.step10.diverged},
                                   {"iterations", iterations},
                                   {"first_order", first_order},
                                   {"seconds", seconds}}
