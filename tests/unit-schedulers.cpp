@@ -279,6 +279,9 @@ TEST_CASE("Bad scheduler options throw xfer::Error") {
   optim::SGD<float> other({&c}, {.lr = 0.1});
   CHECK_THROWS_WITH(optim::LinearWarmup(t.opt, {}, optim::StepLR(other, {.step_size = 1})),
                     Catch::Contains("was built on a different optimizer"));
+  // Rejected schedulers leave the optimizer as it was.
+  CHECK(t.lrs() == std::vector<double>{0.1, 0.02});
+  CHECK_FALSE(t.opt.initial_lr(0).has_value());
 }
 
 TEST_CASE("A scheduler refuses to step an optimizer whose group count changed") {

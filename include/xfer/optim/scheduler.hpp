@@ -10,12 +10,12 @@
 // To resume: build optimizer and scheduler, then load the optimizer state, then the scheduler's.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <numbers>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -63,12 +63,16 @@ class LRScheduler {
     const auto saved = detail::json_get<std::string>(j, "kind", kind() + "::load_state");
     XFER_CHECK(saved == kind(), kind(), "::load_state: the state was saved by a ", saved, " scheduler, this is ", kind());
   }
+  explicit LRScheduler(LrGroups& opt) : opt_(&opt) {}
   // Records each group's base lr, like PyTorch's group.setdefault('initial_lr', group['lr']).
-  explicit LRScheduler(LrGroups& opt) : opt_(&opt) {
-    XFER_CHECK(opt.num_groups() > 0, "scheduler: the optimizer has no parameter groups");
-    for (size_t g = 0; g < opt.num_groups(); ++g) {
-      if (!opt.initial_lr(g)) opt.set_initial_lr(g, opt.lr(g));
-      base_lrs_.push_back(*opt.initial_lr(g));
+  // Derived constructors call it after validating their options, so a rejected scheduler leaves
+  // the optimizer untouched.
+  void attach() {
+    XFER_CHECK(opt_->num_groups() > 0, kind(), ": the optimizer has no parameter groups");
+    base_lrs_.clear();
+    for (size_t g = 0; g < opt_->num_groups(); ++g) {
+      if (!opt_->initial_lr(g)) opt_->set_initial_lr(g, opt_->lr(g));
+      base_lrs_.push_back(*opt_->initial_lr(g));
     }
   }
   LRScheduler(const LRScheduler&) = default;
@@ -135,8 +139,9 @@ class ChainableScheduler : public LRScheduler {
 
  protected:
   using LRScheduler::LRScheduler;
-  // PyTorch's _initial_step(), called at the end of each derived constructor.
+  // attach() and PyTorch's _initial_step(), called at the end of each derived constructor.
   void initial_step() {
+    attach();
     step_count_ = 0;
     step();
   }
@@ -329,13 +334,13 @@ class LinearLR : public ChainableScheduler {
 class LinearWarmup : public LRScheduler {
  public:
   LinearWarmup(LrGroups& opt, LinearWarmupOptions o) : LRScheduler(opt), warm_(opt, o) {
+    attach();
     last_epoch_ = 0;
     last_lr_ = warm_.get_last_lr();
   }
   LinearWarmup(LrGroups& opt, LinearWarmupOptions o, const ChainableScheduler& after)
-      : LRScheduler(opt), warm_(reset_to_base(opt), o), after_(after.clone()) {
-    XFER_CHECK(after_->opt_ == &opt, "LinearWarmup: the follow-up ", after_->kind(),
-               " was built on a different optimizer");
+      : LRScheduler(opt), warm_(prepare(opt, o, after), o), after_(after.clone()) {
+    attach();
     // As SequentialLR: the follow-up's construction step is undone, and only the warmup's counts.
     after_->last_epoch_ -= 1;
     last_epoch_ = 0;
@@ -385,7 +390,11 @@ class LinearWarmup : public LRScheduler {
   LinearWarmup& operator=(LinearWarmup&& o) = default;
 
  private:
-  static LrGroups& reset_to_base(LrGroups& opt) {
+  // Checks everything before touching the optimizer, then resets each group to its base lr (as
+  // SequentialLR does) for the warmup's first step.
+  static LrGroups& prepare(LrGroups& opt, const LinearWarmupOptions& o, const ChainableScheduler& after) {
+    detail::validate(o, "LinearWarmup");
+    XFER_CHECK(after.opt_ == &opt, "LinearWarmup: the follow-up ", after.kind(), " was built on a different optimizer");
     for (size_t g = 0; g < opt.num_groups(); ++g)
       if (opt.initial_lr(g)) opt.set_lr(g, *opt.initial_lr(g));
     return opt;
