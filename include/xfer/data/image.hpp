@@ -59,12 +59,57 @@ inline Image to_image(ImageView v) {
   return img;
 }
 
+namespace detail {
+
+// stb_image <= 2.27 (Debian 12's libstb) writes past its Huffman tables when a JPEG DHT segment
+// declares more than 256 codes (fixed upstream in 2.28); found by tests/fuzz/fuzz_image. We refuse
+// such files before stb sees them: the marker segments up to the first scan are walked the way stb
+// walks them, and after it every FF C4 (DHT) is checked (entropy-coded data never contains FF C4).
+inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::string& name) {
+  const size_t n = b.size();
+  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return;  // not a JPEG
+  auto byte = [&](size_t i) -> unsigned { return i < n ? b[i] : 0u; };  // stb reads 0 past the end
+  auto check_dht = [&](size_t seg) {  // seg: first byte after the FF C4 marker
+    int64_t left = static_cast<int64_t>((byte(seg) << 8) | byte(seg + 1)) - 2;
+    size_t p = seg + 2;
+    while (left > 0 && p < n) {
+      const unsigned q = byte(p);
+      if ((q >> 4) > 1 || (q & 15) > 3) return;  // stb rejects this table itself
+      unsigned codes = 0;
+      for (size_t i = 1; i <= 16; ++i) codes += byte(p + i);
+      XFER_CHECK(codes <= 256, "decode_image: cannot decode ", name, ": corrupt JPEG: a Huffman table (DHT at byte ",
+                 seg - 2, ") declares ", codes, " codes, at most 256 are possible");
+      p += 17 + codes;
+      left -= 17 + static_cast<int64_t>(codes);
+    }
+  };
+  size_t pos = 2;
+  while (pos < n) {
+    if (b[pos++] != 0xFF) continue;  // stb skips bytes that are not a marker
+    while (pos < n && b[pos] == 0xFF) ++pos;
+    if (pos >= n) return;
+    const unsigned m = b[pos++];
+    if (m == 0xDA) break;  // first scan
+    if (m == 0xC4) check_dht(pos);
+    const bool has_length = (m >= 0xC0 && m <= 0xCF) || (m >= 0xDB && m <= 0xDF) || (m >= 0xE0 && m <= 0xEF) || m == 0xFE;
+    if (!has_length) return;  // stb stops with an error here
+    const size_t len = (byte(pos) << 8) | byte(pos + 1);
+    if (len < 2) return;
+    pos += len;
+  }
+  for (size_t i = pos; i + 1 < n; ++i)
+    if (b[i] == 0xFF && b[i + 1] == 0xC4) check_dht(i + 2);
+}
+
+}  // namespace detail
+
 // Decodes JPEG/PNG/BMP/TGA/GIF(first frame)/PNM bytes into a 3-channel image (grey and alpha are
 // converted as stb does). `name` is used in the error message (a file name, or "<memory>").
 inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::string& name = "<memory>") {
   XFER_CHECK(!bytes.empty(), "decode_image: ", name, " is empty (0 bytes)");
   XFER_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, " is too large (", bytes.size(),
              " bytes; stb_image reads at most 2 GiB)");
+  detail::check_jpeg_huffman_tables(bytes, name);
   int w = 0, h = 0, comp = 0;
   stbi_uc* data = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, 3);
   if (!data) {
