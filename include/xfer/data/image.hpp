@@ -103,14 +103,27 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
 
 }  // namespace detail
 
+// Images declaring more pixels than this are refused before decoding: a 20-byte GIF or PSD header
+// can otherwise make stb allocate gigabytes. PIL's DecompressionBombError threshold (2 x 89478485).
+inline constexpr int64_t kMaxImagePixels = 178'956'970;
+
 // Decodes JPEG/PNG/BMP/TGA/GIF(first frame)/PNM bytes into a 3-channel image (grey and alpha are
 // converted as stb does). `name` is used in the error message (a file name, or "<memory>").
-inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::string& name = "<memory>") {
+inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::string& name = "<memory>",
+                                 int64_t max_pixels = kMaxImagePixels) {
   XFER_CHECK(!bytes.empty(), "decode_image: ", name, " is empty (0 bytes)");
   XFER_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, " is too large (", bytes.size(),
              " bytes; stb_image reads at most 2 GiB)");
   detail::check_jpeg_huffman_tables(bytes, name);
   int w = 0, h = 0, comp = 0;
+  // The header alone gives the size, so the cap applies before anything is allocated.
+  if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp)) {
+    const char* why = stbi_failure_reason();
+    throw Error(::xfer::detail::concat("decode_image: cannot decode ", name, ": ", why ? why : "unknown image format"));
+  }
+  XFER_CHECK(static_cast<int64_t>(w) * h <= max_pixels, "decode_image: ", name, " declares ", w, "x", h, " = ",
+             static_cast<int64_t>(w) * h, " pixels, more than the limit of ", max_pixels,
+             " (decompression bomb or corrupt header)");
   stbi_uc* data = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, 3);
   if (!data) {
     const char* why = stbi_failure_reason();
