@@ -85,19 +85,24 @@ class BatchNorm2d : public Module<T> {
       double mean, var;
       if (batch_stats_) {
         // Two passes in double: exact enough for float inputs with large means.
+        // Per plane in T (vectorised), across planes in double.
         double s = 0;
         for (int64_t n = 0; n < N; ++n) {
           const T* p = xd + (n * C + c) * P;
-          for (int64_t i = 0; i < P; ++i) s += p[i];
+          T ps = 0;
+#pragma omp simd reduction(+ : ps)
+          for (int64_t i = 0; i < P; ++i) ps += p[i];
+          s += ps;
         }
         mean = s / static_cast<double>(M);
         double ss = 0;
+        const T mt = static_cast<T>(mean);
         for (int64_t n = 0; n < N; ++n) {
           const T* p = xd + (n * C + c) * P;
-          for (int64_t i = 0; i < P; ++i) {
-            const double d = p[i] - mean;
-            ss += d * d;
-          }
+          T pss = 0;
+#pragma omp simd reduction(+ : pss)
+          for (int64_t i = 0; i < P; ++i) pss += (p[i] - mt) * (p[i] - mt);
+          ss += pss;
         }
         var = ss / static_cast<double>(M);
         if (!stats_frozen_) {
@@ -138,13 +143,18 @@ class BatchNorm2d : public Module<T> {
     for (int64_t c = 0; c < C; ++c) {
       const double mean = mean_[static_cast<size_t>(c)], inv = invstd_[static_cast<size_t>(c)];
       double sum_dy = 0, sum_dy_xhat = 0;
+      const T mt = static_cast<T>(mean);
       for (int64_t n = 0; n < N; ++n) {
         const T* xp = xd + (n * C + c) * P;
         const T* gp = g + (n * C + c) * P;
+        T a = 0, b = 0;  // per plane in T (vectorised), across planes in double
+#pragma omp simd reduction(+ : a, b)
         for (int64_t i = 0; i < P; ++i) {
-          sum_dy += gp[i];
-          sum_dy_xhat += gp[i] * (xp[i] - mean) * inv;
+          a += gp[i];
+          b += gp[i] * (xp[i] - mt);
         }
+        sum_dy += a;
+        sum_dy_xhat += static_cast<double>(b) * inv;
       }
       if (weight_.trainable) weight_.grad[c] += static_cast<T>(sum_dy_xhat);
       if (bias_.trainable) bias_.grad[c] += static_cast<T>(sum_dy);
@@ -157,10 +167,13 @@ class BatchNorm2d : public Module<T> {
         if (batch_stats_) {
           // dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
           const double a = sum_dy / M, b = sum_dy_xhat / M;
-          for (int64_t i = 0; i < P; ++i)
-            dp[i] = static_cast<T>(gamma_inv * (gp[i] - a - (xp[i] - mean) * inv * b));
+          const T k = static_cast<T>(gamma_inv), at = static_cast<T>(a), kb = static_cast<T>(inv * b);
+#pragma omp simd
+          for (int64_t i = 0; i < P; ++i) dp[i] = k * (gp[i] - at - (xp[i] - mt) * kb);
         } else {
-          for (int64_t i = 0; i < P; ++i) dp[i] = static_cast<T>(gamma_inv * gp[i]);
+          const T k = static_cast<T>(gamma_inv);
+#pragma omp simd
+          for (int64_t i = 0; i < P; ++i) dp[i] = k * gp[i];
         }
       }
     }
