@@ -36,3 +36,9 @@ if(XFER_BUILD_EXAMPLES)
 '${XFER_PARITY_DIR}/classify_ref.safetensors' logits 1e-4")
   set_tests_properties(parity-classify PROPERTIES FIXTURES_REQUIRED parity SKIP_REGULAR_EXPRESSION "XFER_PARITY_SKIPPED")
 endif()
+if(XFER_BUILD_EXAMPLES)
+  # classify --image (decode, resize 256, crop 224, normalise) against torchvision's float pipeline.
+  add_test(NAME parity-classify-image COMMAND ${XFER_TORCH_PYTHON} ${XFER_PARITY_GEN} classify-image
+    $<TARGET_FILE:classify> ${XFER_PARITY_DIR}/classify_resnet18_c10.safetensors ${XFER_TEST_TMP}/classify_image)
+  set_tests_properties(parity-classify-image PROPERTIES FIXTURES_REQUIRED parity SKIP_REGULAR_EXPRESSION "XFER_PARITY_SKIPPED")
+endif()

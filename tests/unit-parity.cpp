@@ -1,7 +1,9 @@
 // Parity with PyTorch: torchvision resnet18 (full width, 1000 classes) and vgg11_bn loaded from
-// torch-written safetensors give the same eval logits (1e-4 relative), train-mode loss and
-// parameter gradients (1e-3 relative) and running statistics. The reference data is generated at
-// test time by tests/fixtures/gen_parity.py (ctest fixture "parity", see tests/parity.cmake) into
+// torch-written safetensors. Float models: eval logits at 32x32 and 224x224 within 1e-4 relative,
+// train-mode loss within 1e-3 and running statistics after the step within 1e-4. Every parameter
+// gradient within 1e-3 relative, checked on double models against torch's float64 train step
+// (float gradients hinge on max-pool near-ties, see below). The reference data is generated at
+// test time by tests/fixtures/gen_parity.py (ctest fixture "parity", tests/parity.cmake) into
 // <build>/parity. Relative error = max |xfer - torch| / max |torch| per tensor.
 #include <catch2/catch.hpp>
 
@@ -166,10 +168,10 @@ TEST_CASE("VGG-11-BN (float) from a torch-written file matches torchvision: eval
   check_eval(*net, ref, 32);
   check_eval(*net, ref, 224);
   // Float gradients of VGG are not compared: its 2x2 max-pools over large maps have near-ties
-  // that float rounding resolves either way (torch float32 vs float64 differ by 4% at 224).
+  // that float rounding resolves either way (torch float32 vs float64 differ by 4% at 224, measured).
   check_train(*net, ref, 32, false);
   io::load_safetensors(net, weights);
-  check_train(*net, ref, 224, false);
+  check_train(*net, ref, 64, false);
 }
 
 TEST_CASE("VGG-11-BN (double) gradients match torchvision's float64 train step") {
@@ -180,7 +182,7 @@ TEST_CASE("VGG-11-BN (double) gradients match torchvision's float64 train step")
   io::SafetensorsReader ref(kDir + "/vgg11_bn_ref.safetensors");
   check_train(*net, ref, 32, true);  // every gradient, including the two 4096-wide Linear layers
   io::load_safetensors(net, weights);
-  check_train(*net, ref, 224, true);  // conv / BN gradients and classifier.6 (what the fixture stores at 224)
+  check_train(*net, ref, 64, true);  // conv / BN gradients and classifier.6 (what the fixture stores at 64)
 }
 
 TEST_CASE("F16, BF16 and F64 tensors written by torch read back as torch converts them to float") {

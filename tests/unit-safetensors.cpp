@@ -5,6 +5,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -462,4 +464,54 @@ TEST_CASE("strip_prefix and remap translate file keys to model keys") {
   CHECK(r.ignored == std::vector<std::string>{"module.aux.weight"});
   CHECK(r.loaded.size() == 7);
   CHECK(net->named_parameters()[0].param->value[0] == src->named_parameters()[0].param->value[0]);
+}
+
+TEST_CASE("Randomly corrupted and truncated files give xfer::Error or valid tensors, never anything else") {
+  // A valid file with three tensors and metadata, then 3000 mutations of its header and length.
+  const std::vector<float> a = {1, 2, 3, 4, 5, 6};
+  const std::vector<int64_t> n = {7};
+  const std::vector<uint16_t> h = {0x3C00, 0x4000};
+  const std::string good = tmp_path("fuzz_good.safetensors");
+  io::write_safetensors(good, {io::view("a", a.data(), {2, 3}), io::view("n", n.data(), {}),
+                               {"h", io::Dtype::F16, {2}, h.data()}},
+                        {{"k", "v"}});
+  std::ifstream in(good, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string path = tmp_path("fuzz.safetensors");
+  const std::string alphabet = "{}[]\":,0123456789-eE. \\uFabcdtypesh_";
+  Rng rng(2024);
+  int errors = 0, opened = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string m = bytes;
+    const int kind = static_cast<int>(rng.below(4));
+    if (kind == 0) {  // overwrite a few header bytes with JSON-ish characters
+      for (int k = 0; k < 1 + static_cast<int>(rng.below(3)); ++k)
+        m[8 + rng.below(m.size() - 8)] = alphabet[rng.below(alphabet.size())];
+    } else if (kind == 1) {  // truncate anywhere
+      m.resize(rng.below(m.size()));
+    } else if (kind == 2) {  // random header length
+      const uint64_t len = rng.below(2) ? rng.below(m.size() + 16) : rng.next_u64();
+      for (int i = 0; i < 8; ++i) m[static_cast<size_t>(i)] = static_cast<char>((len >> (8 * i)) & 0xFF);
+    } else {  // random bytes anywhere
+      m[rng.below(m.size())] = static_cast<char>(rng.below(256));
+    }
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << m;
+    try {
+      io::SafetensorsReader r(path);
+      ++opened;
+      for (const auto& t : r.tensors()) {
+        if (t.dtype == io::Dtype::BOOL) continue;
+        try {
+          r.read<double>(t.name);
+          r.read<int64_t>(t.name);
+        } catch (const Error&) {  // non-integral float as int64 is a valid refusal
+        }
+      }
+    } catch (const Error& e) {
+      ++errors;
+      CHECK_THAT(e.what(), Contains(path));
+    }
+  }
+  CHECK(errors > 1000);  // most mutations must be caught
+  CHECK(opened > 0);     // some (data bytes, padding) are harmless
 }
