@@ -79,7 +79,10 @@ nlohmann::json load_checkpoint(const std::string& path, nn::Module<T>& model, op
   } catch (const nlohmann::json::exception& e) {
     throw Error(xfer::detail::concat("load_checkpoint '", path, "': metadata is not valid JSON (", e.what(), ")"));
   }
-  XFER_CHECK(doc.is_object() && doc.value("version", 0) == 1 && doc.contains("state"), "load_checkpoint '", path,
+  // is_number_integer first: value("version", 0) on a string version threw nlohmann::type_error, not xfer::Error.
+  XFER_CHECK(doc.is_object() && doc.contains("version") && doc["version"].is_number_integer() && doc["version"] == 1 &&
+                 doc.contains("state"),
+             "load_checkpoint '", path,
              "': unsupported checkpoint metadata (expected version 1 with a state)");
   optim::OptimizerState<T> ost;
   if (opt) {
