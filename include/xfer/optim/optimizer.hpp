@@ -86,9 +86,25 @@ inline const nlohmann::json& json_at(const nlohmann::json& j, const std::string&
   XFER_CHECK(j.is_object() && j.contains(key), where, ": missing key '", key, "'");
   return j.at(key);
 }
+// Integer targets (int64_t, std::vector<int64_t>, Shape lists) must hold JSON integers: nlohmann
+// casts a float such as -1e30 straight to int64_t, which is undefined behaviour (found with the fuzz_checkpoint harness).
+template <class V>
+struct wants_integers : std::bool_constant<std::is_integral_v<V> && !std::is_same_v<V, bool>> {};
+template <class V>
+struct wants_integers<std::vector<V>> : wants_integers<V> {};
+inline bool holds_float(const nlohmann::json& v) {
+  if (v.is_number_float()) return true;
+  if (v.is_array())
+    for (const auto& e : v)
+      if (holds_float(e)) return true;
+  return false;
+}
+
 template <class V>
 V json_get(const nlohmann::json& j, const std::string& key, const std::string& where) {
   const auto& v = json_at(j, key, where);
+  if constexpr (wants_integers<V>::value)
+    XFER_CHECK(!holds_float(v), where, ": key '", key, "' must hold integers, got ", v.dump());
   try {
     return v.get<V>();
   } catch (const nlohmann::json::exception& e) {
