@@ -42,3 +42,10 @@ if(XFER_BUILD_EXAMPLES)
     $<TARGET_FILE:classify> ${XFER_PARITY_DIR}/classify_resnet18_c10.safetensors ${XFER_TEST_TMP}/classify_image)
   set_tests_properties(parity-classify-image PROPERTIES FIXTURES_REQUIRED parity SKIP_REGULAR_EXPRESSION "XFER_PARITY_SKIPPED")
 endif()
+if(XFER_BUILD_EXAMPLES)
+  # examples/pth_to_safetensors.py on a DataParallel-style .pth without num_batches_tracked, then
+  # classify --input-tensor on the converted file against torch's logits.
+  add_test(NAME parity-pth-convert COMMAND ${XFER_TORCH_PYTHON} ${XFER_PARITY_GEN} pth-convert
+    $<TARGET_FILE:classify> ${XFER_TEST_TMP}/pth_convert)
+  set_tests_properties(parity-pth-convert PROPERTIES SKIP_REGULAR_EXPRESSION "XFER_PARITY_SKIPPED")
+endif()
