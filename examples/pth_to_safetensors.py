@@ -18,10 +18,11 @@ import os
 import struct
 import sys
 
-import numpy as np
 
-_NP = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-       "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_, "BF16": np.int16}
+def _numpy_dtypes():
+    import numpy as np  # imported lazily: tests import this file to learn that torch is missing
+    return {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+            "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_, "BF16": np.int16}
 
 
 def _torch_dtypes():
@@ -69,7 +70,9 @@ def write_safetensors(path, tensors, metadata=None):
 
 def read_safetensors(path):
     """Returns (dict name -> torch.Tensor in file order, metadata dict)."""
+    import numpy as np
     import torch
+    np_dtypes = _numpy_dtypes()
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
@@ -79,7 +82,7 @@ def read_safetensors(path):
     for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
         b, e = info["data_offsets"]
         dt = info["dtype"]
-        arr = np.frombuffer(data, dtype=_NP[dt], count=(e - b) // np.dtype(_NP[dt]).itemsize, offset=b).copy()
+        arr = np.frombuffer(data, dtype=np_dtypes[dt], count=(e - b) // np.dtype(np_dtypes[dt]).itemsize, offset=b).copy()
         t = torch.from_numpy(arr)
         if dt == "BF16":
             t = t.view(torch.bfloat16)
