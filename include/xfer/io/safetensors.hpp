@@ -105,6 +105,8 @@ struct ReaderOptions {
   uint64_t max_data_bytes = 0;              // cap on the data section; 0 = only the file size
 };
 
+// Keeps the file open; reads seek into it, so one reader must not be used by two threads at once
+// (open one reader per thread; validating a model-sized header is cheap).
 class SafetensorsReader {
  public:
   // Opens `path` and validates the header and every offset; throws xfer::Error on any problem.
