@@ -306,13 +306,14 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const View<const float>& A, 
 #ifdef _OPENMP
   if (!omp_in_parallel() && 2.0 * M * N * K > 2e6) threads = omp_get_max_threads();
 #endif
-  // Tiles of at most kMC x kNC, and enough of them (a multiple of the thread count when possible)
-  // that no thread idles while another finishes a second tile.
+  // Tiles of at most kMC x kNC, and at least 4 per thread, handed out dynamically: on a shared
+  // machine a thread that loses its core for a while then costs its own tiles, not a barrier wait
+  // of the whole team. Columns are split first (A is packed once per call, B per tile).
   int64_t mt = (M + kMC - 1) / kMC, nt = (N + kNC - 1) / kNC;
   const int64_t n_panels = (N + kNR - 1) / kNR, m_panels = (M + kMR - 1) / kMR;
   if (threads > 1) {
-    while ((mt * nt) % threads != 0 || mt * nt < threads) {
-      if (nt < n_panels && (N / nt >= M / mt || mt >= m_panels)) ++nt;
+    while (mt * nt < 4 * threads) {
+      if (nt < n_panels && (N / nt >= 64 || mt >= m_panels)) ++nt;
       else if (mt < m_panels) ++mt;
       else break;
     }
@@ -345,7 +346,7 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const View<const float>& A, 
       }
     }
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t r0 = (t / nt) * mc, c0 = (t % nt) * nc;
