@@ -319,6 +319,12 @@ TEST_CASE("save_safetensors then load_safetensors restores every parameter and b
   CHECK(file.info("bn1.num_batches_tracked").dtype == io::Dtype::I64);
   CHECK(file.info("layer2.0.downsample.0.weight").shape == Shape{128, 64, 1, 1});
   CHECK(file.tensors().size() == 122);
+  // Data in torch's state_dict order: each module's parameters, then its buffers.
+  const auto keys = file.keys();
+  CHECK(std::vector<std::string>(keys.begin(), keys.begin() + 7) ==
+        std::vector<std::string>{"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                                 "bn1.num_batches_tracked", "layer1.0.conv1.weight"});
+  CHECK(keys.back() == "fc.bias");
 
   auto b = models::resnet18<float>({.num_classes = 10, .stem = models::Stem::Cifar, .seed = 2});
   io::LoadReport rep = io::load_safetensors(b, path);

@@ -8,6 +8,7 @@
 // fc.* comes back as mismatched and keeps its fresh initialisation).
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -168,13 +169,24 @@ LoadReport load_safetensors(const std::shared_ptr<M>& model, const std::string& 
   return load_safetensors(*model, path, opt);
 }
 
-// The model's state as tensors to write (parameters, then buffers, torchvision names; counters
-// as I64 scalars). Pointers stay valid while the model lives and is not re-flattened; append
-// your own tensors (optimizer state) before calling write_safetensors.
+// The model's state as tensors to write, in torch's state_dict order (module by module, each
+// module's parameters then its buffers; counters as I64 scalars). Pointers stay valid while the
+// model lives and is not re-flattened; append your own tensors (optimizer state) before calling
+// write_safetensors.
 template <class T>
 std::vector<TensorView> state_dict_views(nn::Module<T>& model) {
+  std::unordered_map<std::string, size_t> module_rank;
+  for (auto& [name, m] : model.named_modules()) module_rank.emplace(name, module_rank.size());
+  auto slots = detail::model_slots(model);  // all parameters, then all buffers
+  const auto rank = [&](const std::string& key) {
+    const auto dot = key.rfind('.');
+    auto it = module_rank.find(dot == std::string::npos ? std::string() : key.substr(0, dot));
+    return it == module_rank.end() ? module_rank.size() : it->second;
+  };
+  std::stable_sort(slots.begin(), slots.end(),
+                   [&](const detail::Slot<T>& a, const detail::Slot<T>& b) { return rank(a.name) < rank(b.name); });
   std::vector<TensorView> out;
-  for (auto& s : detail::model_slots(model)) {
+  for (auto& s : slots) {
     if (s.counter) out.push_back(view(s.name, s.counter, Shape{}));
     else out.push_back({s.name, dtype_of<T>(), s.shape, s.values});
   }
