@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     set_num_threads(threads);
     auto net = models::create<float>(zoo_name(model), {.num_classes = classes, .seed = 1});
     if (mode == "infer") {
-      net->eval();
+      nn::prepare_inference(*net);  // eval() + BN folded into the convolutions
     } else {
       net->train();
       if (mode == "frozen") net->freeze_backbone({.bn_stats = true});

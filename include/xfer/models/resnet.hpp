@@ -56,6 +56,7 @@ class ResNet : public Model<T> {
     fc_ = this->register_module("fc", std::make_shared<nn::Linear<T>>(nn::LinearOptions{512, o.num_classes}, rng));
     chain_.push_back(fc_.get());
     init_like_torchvision(rng);
+    pair_conv_bn();
     this->flatten_parameters();
   }
 
@@ -95,6 +96,19 @@ class ResNet : public Model<T> {
       if (opt_.zero_init_residual)
         if (auto* block = dynamic_cast<nn::BasicBlock<T>*>(m)) nn::init::constant(block->bn2().weight(), T(0));
     }
+  }
+
+  // Every conv feeds exactly one BN: pair them so eval-mode / frozen BN folds into the conv.
+  void pair_conv_bn() {
+    conv1_->fold_into(bn1_.get());
+    for (auto& [name, m] : this->named_modules())
+      if (auto* block = dynamic_cast<nn::BasicBlock<T>*>(m)) {
+        block->conv1().fold_into(&block->bn1());
+        block->conv2().fold_into(&block->bn2());
+        if (auto* ds = block->downsample())
+          if (auto* c = dynamic_cast<nn::Conv2d<T>*>(&(*ds)[0]))
+            if (auto* b = dynamic_cast<nn::BatchNorm2d<T>*>(&(*ds)[1])) c->fold_into(b);
+      }
   }
 
   ResNetOptions opt_;

@@ -41,8 +41,8 @@ class VGG : public Model<T> {
         features_->push_back(std::make_shared<nn::MaxPool2d<T>>(nn::MaxPool2dOptions{2, 2, 0}));
         continue;
       }
-      features_->push_back(std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{in, v, 3, 1, 1, true}, rng));
-      features_->push_back(std::make_shared<nn::BatchNorm2d<T>>(v));
+      auto conv = features_->push_back(std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{in, v, 3, 1, 1, true}, rng));
+      conv->fold_into(features_->push_back(std::make_shared<nn::BatchNorm2d<T>>(v)).get());  // BN folds in eval
       features_->push_back(std::make_shared<nn::ReLU<T>>());
       in = v;
     }

@@ -5,6 +5,12 @@
 // Running statistics can be frozen independently of train/eval (set_running_stats_frozen): the
 // layer then normalises with the running statistics and never updates them, while its affine
 // parameters may still learn — the usual way to fine-tune with small batches.
+//
+// Folding: a Conv2d paired with this layer (models pair conv -> BN) may apply the normalisation
+// itself while the statistics are fixed and nothing needs BN's input for a gradient (affine
+// frozen, or set_inference_folding(true)); this layer then passes its input through. The fold is
+// recomputed from the current parameters on every forward, so it is never stale, and the
+// trainable form is untouched.
 #pragma once
 
 #include <cmath>
@@ -65,12 +71,44 @@ class BatchNorm2d : public Module<T> {
   // True when the next forward normalises with batch statistics.
   bool uses_batch_stats() const { return this->is_training() && !stats_frozen_; }
 
+  // Allows folding even while the affine parameters are trainable (inference only: a backward
+  // through a folded forward then throws, as BN's input was never materialised).
+  void set_inference_folding(bool on) { inference_folding_ = on; }
+  // True when a preceding convolution may apply this layer: y = x * scale[c] + shift[c].
+  bool foldable() const {
+    return !uses_batch_stats() && ((!weight_.trainable && !bias_.trainable) || inference_folding_);
+  }
+  // The per-channel affine map of the running statistics (valid when foldable()).
+  void fold_coefficients(T* scale, T* shift) const {
+    for (int64_t c = 0; c < opt_.num_features; ++c) {
+      const double inv = 1.0 / std::sqrt(static_cast<double>(running_var_[c]) + opt_.eps);
+      scale[c] = static_cast<T>(weight_.value[c] * inv);
+      shift[c] = static_cast<T>(bias_.value[c] - running_mean_[c] * weight_.value[c] * inv);
+    }
+  }
+  // Set by the paired convolution: its output `y` already has this layer applied.
+  void set_folded_input(const Tensor<T>* y) { folded_input_ = y; }
+
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
     XFER_CHECK(x.ndim() == 4, this->label(), ": expected a 4-D NCHW input, got shape ", shape_str(x.shape()));
     XFER_CHECK(x.dim(1) == opt_.num_features, this->label(), ": expected input with ", opt_.num_features,
                " channels, got shape ", shape_str(x.shape()));
     const int64_t N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3), M = N * P;
+    if (folded_input_ == &x && foldable()) {
+      // The convolution before us already normalised: pass through, keep what backward needs.
+      folded_ = true;
+      batch_stats_ = false;
+      x_ = &x;
+      mean_.resize(static_cast<size_t>(C));
+      invstd_.resize(static_cast<size_t>(C));
+      for (int64_t c = 0; c < C; ++c) {
+        mean_[static_cast<size_t>(c)] = running_mean_[c];
+        invstd_[static_cast<size_t>(c)] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + opt_.eps));
+      }
+      return x;
+    }
+    folded_ = false;
     batch_stats_ = uses_batch_stats();
     XFER_CHECK(!batch_stats_ || M > 1, this->label(), ": training needs more than one value per channel, got shape ",
                shape_str(x.shape()));
@@ -131,8 +169,11 @@ class BatchNorm2d : public Module<T> {
 
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     XFER_CHECK(x_ != nullptr, this->label(), ": backward called before forward");
-    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(y_.shape()));
+    XFER_CHECK(dy.shape() == x_->shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
+               ", expected ", shape_str(x_->shape()));
+    XFER_CHECK(!folded_ || (!weight_.trainable && !bias_.trainable), this->label(),
+               ": backward after a forward folded into the preceding convolution for inference "
+               "(set_inference_folding / prepare_inference); switch folding off before training");
     const int64_t N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
     const double M = static_cast<double>(N * P);
     if (need_input_grad) dx_.resize(x_->shape());
@@ -188,9 +229,27 @@ class BatchNorm2d : public Module<T> {
   int64_t num_batches_tracked_ = 0;
   bool stats_frozen_ = false;
   bool batch_stats_ = false;  // what the last forward used
+  bool inference_folding_ = false;
+  bool folded_ = false;  // the last forward passed a folded conv output through
+  const Tensor<T>* folded_input_ = nullptr;
   const Tensor<T>* x_ = nullptr;
   Tensor<T> y_, dx_;
   std::vector<T> mean_, invstd_;
 };
+
+// Inference mode for a whole network: eval() plus BN folding even where BN's affine parameters are
+// trainable (prepare_inference(net, false) switches folding off again; train() alone does too in
+// effect, since training-mode BN is never folded). Returns how many BatchNorm2d layers it set.
+template <class T>
+int prepare_inference(Module<T>& net, bool on = true) {
+  if (on) net.eval();
+  int n = 0;
+  for (auto& [name, m] : net.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm2d<T>*>(m)) {
+      bn->set_inference_folding(on);
+      ++n;
+    }
+  return n;
+}
 
 }  // namespace xfer::nn

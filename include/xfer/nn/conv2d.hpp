@@ -1,7 +1,12 @@
 // Conv2d: 2-D convolution over NCHW input with OIHW weights (torchvision names: weight, bias).
+// A model may pair it with the BatchNorm2d that consumes its output (fold_into()); while that BN
+// is foldable() the convolution runs with BN folded into a scratch copy of its weights and bias.
 #pragma once
 
+#include <vector>
+
 #include "xfer/kernels/conv2d.hpp"
+#include "xfer/nn/batchnorm.hpp"
 #include "xfer/nn/init.hpp"
 #include "xfer/nn/module.hpp"
 
@@ -44,6 +49,13 @@ class Conv2d : public Module<T> {
     if (bias_) init::default_bias(*bias_, init::fan_in(weight_), rng);
   }
 
+  // Pairs this convolution with the BatchNorm2d that is applied to its output, and nothing else.
+  void fold_into(BatchNorm2d<T>* bn) {
+    XFER_CHECK(bn == nullptr || bn->options().num_features == opt_.out_channels, this->label(),
+               ": cannot fold a BatchNorm2d with ", bn ? bn->options().num_features : 0, " channels");
+    bn_ = bn;
+  }
+
   // The geometry this layer applies to an input of the given shape (validates the shape).
   kernels::Conv2dGeometry geometry(const Shape& s) const {
     XFER_CHECK(s.size() == 4, this->label(), ": expected a 4-D NCHW input, got shape ", shape_str(s));
@@ -63,6 +75,23 @@ class Conv2d : public Module<T> {
     geom_ = geometry(x.shape());
     x_ = &x;
     y_.resize({geom_.n, geom_.o, geom_.oh, geom_.ow});
+    if (bn_ && bn_->foldable()) {
+      // w'[o] = w[o] * scale[o], b' = b * scale + shift: recomputed each time (O*C*k*k work, far
+      // below the convolution's), so it can never go stale when parameters or statistics change.
+      const int64_t O = geom_.o, K = geom_.ckk();
+      folded_w_.resize(static_cast<size_t>(O * K));
+      folded_b_.resize(static_cast<size_t>(2 * O));
+      T* scale = folded_b_.data() + O;
+      bn_->fold_coefficients(scale, folded_b_.data());
+      for (int64_t o = 0; o < O; ++o) {
+        for (int64_t k = 0; k < K; ++k) folded_w_[static_cast<size_t>(o * K + k)] = weight_.value[o * K + k] * scale[o];
+        if (bias_) folded_b_[static_cast<size_t>(o)] += bias_->value[o] * scale[o];
+      }
+      kernels::conv2d_forward(geom_, x.data(), folded_w_.data(), folded_b_.data(), y_.data());
+      bn_->set_folded_input(&y_);
+      return y_;
+    }
+    if (bn_) bn_->set_folded_input(nullptr);
     kernels::conv2d_forward(geom_, x.data(), weight_.value, bias_ ? bias_->value : nullptr, y_.data());
     return y_;
   }
@@ -87,6 +116,8 @@ class Conv2d : public Module<T> {
   kernels::Conv2dGeometry geom_;
   const Tensor<T>* x_ = nullptr;
   Tensor<T> y_, dx_;
+  BatchNorm2d<T>* bn_ = nullptr;  // paired BN (owned by the model), see fold_into()
+  AlignedVector<T> folded_w_, folded_b_;
 };
 
 }  // namespace xfer::nn

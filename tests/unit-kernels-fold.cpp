@@ -1,0 +1,122 @@
+// BatchNorm folded into the preceding convolution (eval with prepare_inference, or frozen BN in a
+// frozen backbone) computes what the unfolded network computes, is never stale, and refuses a
+// backward that would need BN's input.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "xfer/core/rng.hpp"
+#include "xfer/models/zoo.hpp"
+#include "xfer/nn/loss.hpp"
+
+using namespace xfer;
+
+namespace {
+
+Tensor<float> random_input(int64_t n, int64_t hw, uint64_t seed) {
+  Rng rng(seed);
+  Tensor<float> x({n, 3, hw, hw});
+  for (auto& v : x) v = static_cast<float>(rng.normal());
+  return x;
+}
+
+// Gives every BN non-trivial running statistics and affine parameters.
+void randomize_bn(models::Model<float>& net, uint64_t seed) {
+  Rng rng(seed);
+  for (auto& [name, m] : net.named_modules())
+    if (auto* bn = dynamic_cast<nn::BatchNorm2d<float>*>(m)) {
+      for (int64_t c = 0; c < bn->options().num_features; ++c) {
+        bn->running_mean()[c] = static_cast<float>(rng.uniform(-0.5, 0.5));
+        bn->running_var()[c] = static_cast<float>(rng.uniform(0.5, 2.0));
+        bn->weight().value[c] = static_cast<float>(rng.uniform(0.5, 1.5));
+        bn->bias().value[c] = static_cast<float>(rng.uniform(-0.2, 0.2));
+      }
+    }
+}
+
+void unpair_all(models::Model<float>& net) {
+  for (auto& [name, m] : net.named_modules())
+    if (auto* conv = dynamic_cast<nn::Conv2d<float>*>(m)) conv->fold_into(nullptr);
+}
+
+double max_rel_diff(const Tensor<float>& a, const Tensor<float>& b) {
+  REQUIRE(a.shape() == b.shape());
+  double worst = 0, scale = 1e-12;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return worst / scale;
+}
+
+}  // namespace
+
+TEST_CASE("prepare_inference folds BN into convs: same logits as the unfolded model, never stale") {
+  for (const std::string name : {"resnet18", "resnet18-cifar", "vgg11-cifar"}) {
+    INFO(name);
+    auto folded = models::create<float>(name, {.num_classes = 10, .seed = 5});
+    auto plain = models::create<float>(name, {.num_classes = 10, .seed = 5});
+    randomize_bn(*folded, 9);
+    randomize_bn(*plain, 9);
+    unpair_all(*plain);
+    const auto x = random_input(3, 32, 1);
+
+    REQUIRE(nn::prepare_inference(*folded) > 0);
+    plain->eval();
+    const Tensor<float> ref = plain->forward(x);
+    CHECK(max_rel_diff(folded->forward(x), ref) < 1e-4);
+
+    // Parameters and statistics change after the first folded forward: the fold follows.
+    randomize_bn(*folded, 10);
+    randomize_bn(*plain, 10);
+    folded->arena().values[0] += 0.25f;  // conv1.weight[0]
+    plain->arena().values[0] += 0.25f;
+    const Tensor<float> ref2 = plain->forward(x);
+    CHECK(max_rel_diff(ref2, ref) > 1e-3);
+    CHECK(max_rel_diff(folded->forward(x), ref2) < 1e-4);
+
+    // A backward through a folded forward would need BN's input for the affine gradients.
+    auto [loss, grad] = nn::cross_entropy(folded->forward(x), nn::Labels{1, 2, 3});
+    CHECK_THROWS_AS(folded->backward(grad), Error);
+
+    // Switching folding off restores the ordinary path.
+    nn::prepare_inference(*folded, false);
+    CHECK(max_rel_diff(folded->forward(x), ref2) < 1e-4);
+    auto [loss2, grad2] = nn::cross_entropy(folded->forward(x), nn::Labels{1, 2, 3});
+    CHECK_NOTHROW(folded->backward(grad2));
+  }
+}
+
+TEST_CASE("a frozen backbone with frozen BN statistics folds BN and trains the head exactly as unfolded") {
+  auto folded = models::create<float>("resnet18", {.num_classes = 10, .seed = 6});
+  auto plain = models::create<float>("resnet18", {.num_classes = 10, .seed = 6});
+  randomize_bn(*folded, 11);
+  randomize_bn(*plain, 11);
+  unpair_all(*plain);
+  for (auto* net : {folded.get(), plain.get()}) {
+    net->train();
+    net->freeze_backbone({.bn_stats = true});
+    net->zero_grad();
+  }
+  const auto x = random_input(4, 32, 2);
+  const nn::Labels y{0, 3, 5, 9};
+  auto [lf, gf] = nn::cross_entropy(folded->forward(x), y);
+  auto [lp, gp] = nn::cross_entropy(plain->forward(x), y);
+  CHECK(std::abs(lf - lp) < 1e-4 * std::abs(lp));
+  folded->backward(gf, true);  // input gradient too: runs backward through every folded pair
+  const Tensor<float> dx_folded = folded->backward(gf, true);
+  const Tensor<float> dx_plain = plain->backward(gp, true);
+  CHECK(max_rel_diff(dx_folded, dx_plain) < 1e-3);
+  auto& af = folded->arena();
+  auto& ap = plain->arena();
+  for (auto& np : af.params)
+    if (np.param->trainable) {
+      INFO(np.name);
+      double worst = 0, scale = 1e-12;
+      for (int64_t i = 0; i < np.param->numel; ++i) {
+        worst = std::max(worst, std::abs(static_cast<double>(af.grads[np.param->offset + i]) / 2 -
+                                         ap.grads[np.param->offset + i]));
+        scale = std::max(scale, std::abs(static_cast<double>(ap.grads[np.param->offset + i])));
+      }
+      CHECK(worst / scale < 1e-4);  // folded ran backward twice: its gradients are doubled
+    }
+}
