@@ -121,6 +121,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1, help="alternate the two sides this many times")
     ap.add_argument("--image", type=int, default=32)
+    ap.add_argument("--wait-policy", choices=["inherit", "passive", "active"], default="inherit",
+                    help="OMP_WAIT_POLICY for both sides (passive is far steadier on a machine shared with other work)")
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON list")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -133,6 +135,8 @@ def main():
     if not os.access(args.bench, os.X_OK):
         raise SystemExit(f"compare_pytorch: bench_models not found at {args.bench} (build it, or pass --bench)")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    if args.wait_policy != "inherit":
+        env["OMP_WAIT_POLICY"] = args.wait_policy
     common = ["--batch", str(args.batch), "--threads", str(args.threads), "--seconds", str(args.seconds),
               "--warmup", str(args.warmup), "--image", str(args.image)]
     rows = []
@@ -159,7 +163,7 @@ def main():
         print(json.dumps(rows))
         return
     print(f"batch {args.batch}, {args.threads} threads, 3x{args.image}x{args.image}, median img/s over "
-          f"{args.seconds:g} s x {args.rounds} round(s)\n")
+          f"{args.seconds:g} s x {args.rounds} round(s), OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset')}\n")
     print("| model | mode | xfer img/s | PyTorch img/s | xfer / PyTorch | xfer peak RSS MB | PyTorch peak RSS MB |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
