@@ -1,0 +1,123 @@
+// Replays what the libFuzzer harnesses (tests/fuzz/) found, through the same reader calls, so each
+// fixed bug stays fixed in the ordinary (and the sanitized) test suite; and checks that every file
+// of the committed seed corpus is valid, so the fuzzers start from inputs that reach deep code.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "fuzz/fuzz_common.hpp"
+#include "xfer/data/cifar10.hpp"
+#include "xfer/data/image.hpp"
+#include "xfer/io/checkpoint.hpp"
+#include "xfer/io/safetensors.hpp"
+#include "xfer/io/state_dict.hpp"
+
+using namespace xfer;
+using Catch::Matchers::Contains;
+using Catch::Matchers::Message;
+namespace fs = std::filesystem;
+
+namespace {
+const fs::path kFuzzDir = fs::path(XFER_SOURCE_DIR) / "tests" / "fuzz";
+
+std::vector<fs::path> files_in(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  REQUIRE(!out.empty());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("A JPEG whose Huffman table declares more than 256 codes is refused before stb_image parses it") {
+  // fuzz_image: stb_image 2.27 (Debian 12) wrote past stbi__huffman::size (ASan/UBSan: index 257 out of bounds).
+  const fs::path f = kFuzzDir / "regressions" / "image-jpeg-dht-overflow.jpg";
+  const auto bytes = data::read_file_bytes(f);
+  CHECK_THROWS_WITH(data::decode_image_memory(bytes, f.string()),
+                    Contains(f.string()) && Contains("corrupt JPEG: a Huffman table (DHT at byte ") &&
+                        Contains("codes, at most 256 are possible"));
+  CHECK_THROWS_WITH(data::decode_image(f), Contains("at most 256"));
+}
+
+TEST_CASE("An image header declaring more pixels than the limit is refused before anything is allocated") {
+  // fuzz_image: a 23-byte GIF declaring a 65535x3839 screen made stb allocate 2.25 GB (libFuzzer OOM).
+  const fs::path f = kFuzzDir / "regressions" / "image-gif-huge-screen.gif";
+  const auto bytes = data::read_file_bytes(f);
+  REQUIRE(bytes.size() == 23);
+  CHECK_THROWS_WITH(data::decode_image_memory(bytes, "huge.gif"),
+                    Contains("huge.gif declares 65535x3839 = 251588865 pixels, more than the limit of 178956970"));
+  // The cap is the caller's: a 5x4 seed image decodes at 20 pixels and is refused at 19.
+  const auto png = data::read_file_bytes(kFuzzDir / "corpus" / "image" / "rgb.png");
+  CHECK(data::decode_image_memory(png, "rgb.png", 20).width == 5);
+  CHECK_THROWS_WITH(data::decode_image_memory(png, "rgb.png", 19), Contains("declares 5x4 = 20 pixels"));
+  // Bytes stb cannot identify are refused with stb's reason.
+  const std::vector<uint8_t> junk = {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'};
+  CHECK_THROWS_WITH(data::decode_image_memory(junk, "junk.png"), Contains("cannot decode junk.png: "));
+}
+
+TEST_CASE("A checkpoint whose metadata 'version' is a string is refused with an xfer::Error") {
+  // nlohmann's type_error escaped load_checkpoint (a non-xfer exception: std::terminate in the harness).
+  const fs::path f = kFuzzDir / "regressions" / "checkpoint-version-string.safetensors";
+  auto model = xfer_fuzz::small_model();
+  auto opt = xfer_fuzz::small_optimizer(*model);
+  CHECK_THROWS_MATCHES(io::load_checkpoint(f.string(), *model, opt.get()), Error,
+                       Message("load_checkpoint '" + f.string() +
+                               "': unsupported checkpoint metadata (expected version 1 with a state)"));
+}
+
+TEST_CASE("A checkpoint whose optimizer step count is a huge float is refused, not cast to int64") {
+  // steps: [1, 1, 1, 1, 1, -1e30] made nlohmann cast -1e30 to int64_t (UBSan: float-cast-overflow).
+  const fs::path f = kFuzzDir / "regressions" / "checkpoint-float-step.safetensors";
+  auto model = xfer_fuzz::small_model();
+  auto opt = xfer_fuzz::small_optimizer(*model);
+  CHECK_THROWS_WITH(io::load_checkpoint(f.string(), *model, opt.get()),
+                    Contains("Adam::load_state_dict: group 0: key 'steps' must hold integers, got [1,1,1,1,1,-1e+30]"));
+  CHECK(opt->step_count(0, 5) == 0);  // nothing changed
+}
+
+TEST_CASE("Every image of the seed corpus decodes to its known size") {
+  for (const auto& f : files_in(kFuzzDir / "corpus" / "image")) {
+    INFO(f.string());
+    const data::Image img = data::decode_image(f);
+    CHECK(img.channels == 3);
+    if (f.filename() == "tiny.gif") CHECK((img.width == 2 && img.height == 2));
+    else CHECK((img.width == 5 && img.height == 4));
+  }
+}
+
+TEST_CASE("Every safetensors seed opens, and the model seed loads strictly into the fuzzers' model") {
+  for (const auto& f : files_in(kFuzzDir / "corpus" / "safetensors")) {
+    INFO(f.string());
+    io::SafetensorsReader r(f.string());
+    for (const auto& t : r.tensors()) CHECK(r.read<double>(t.name).size() == static_cast<size_t>(t.numel()));
+  }
+  auto model = xfer_fuzz::small_model();
+  const auto rep = io::load_safetensors(*model, (kFuzzDir / "corpus" / "safetensors" / "model.safetensors").string());
+  CHECK(rep.complete());
+  CHECK(rep.loaded.size() == 9);  // conv w/b, bn w/b/mean/var/count, linear w/b
+}
+
+TEST_CASE("Every checkpoint seed resumes into the fuzzers' model and Adam") {
+  for (const auto& f : files_in(kFuzzDir / "corpus" / "checkpoint")) {
+    INFO(f.string());
+    auto model = xfer_fuzz::small_model();
+    auto opt = xfer_fuzz::small_optimizer(*model);
+    const nlohmann::json state = io::load_checkpoint(f.string(), *model, opt.get());
+    if (f.filename() == "adam_step1.safetensors") {
+      CHECK(state.at("epoch") == 3);
+      CHECK(opt->step_count(0, 0) == 1);
+    } else {
+      CHECK(opt->step_count(0, 0) == 0);
+    }
+  }
+}
+
+TEST_CASE("The CIFAR-10 seed holds two records with labels 3 and 9") {
+  data::Cifar10 ds(kFuzzDir / "corpus" / "cifar10" / "two_records.bin");
+  REQUIRE(ds.size() == 2);
+  CHECK(ds.label(0) == 3);
+  CHECK(ds.label(1) == 9);
+}
