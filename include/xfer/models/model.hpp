@@ -14,6 +14,13 @@ namespace xfer::models {
 template <class T>
 class Model : public nn::Module<T> {
  public:
+  using nn::Module<T>::forward;
+  // A model copies its input, so a temporary batch is fine here (unlike a bare layer).
+  const Tensor<T>& forward(Tensor<T>&& x) {
+    input_ = std::move(x);
+    return forward_model(input_);
+  }
+
   // Dotted name of the classifier layer ("fc", "classifier.6", "classifier").
   virtual std::string head_name() const = 0;
   virtual int64_t num_classes() const = 0;

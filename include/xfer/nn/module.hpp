@@ -75,6 +75,9 @@ class Module {
   }
 
   const Tensor<T>& forward(const Tensor<T>& x) { return forward_impl(x); }
+  // Layers keep a pointer to their input for backward, so a temporary input would dangle: keep
+  // the batch in a named variable. (models::Model copies its input and accepts temporaries.)
+  const Tensor<T>& forward(Tensor<T>&& x) = delete;
 
   // Backward from the gradient of the output. When need_input_grad is false the module skips dx
   // (returns an empty tensor) and only accumulates the gradients of its trainable parameters.
