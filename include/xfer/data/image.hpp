@@ -67,7 +67,10 @@ namespace detail {
 // walks them, and after it every FF C4 (DHT) is checked (entropy-coded data never contains FF C4).
 inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::string& name) {
   const size_t n = b.size();
-  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return;  // not a JPEG
+  size_t pos = 0;
+  while (pos < n && b[pos] == 0xFF) ++pos;  // stb accepts fill bytes before SOI too
+  if (pos < 1 || pos >= n || b[pos] != 0xD8) return;  // not a JPEG
+  ++pos;
   auto byte = [&](size_t i) -> unsigned { return i < n ? b[i] : 0u; };  // stb reads 0 past the end
   auto check_dht = [&](size_t seg) {  // seg: first byte after the FF C4 marker
     int64_t left = static_cast<int64_t>((byte(seg) << 8) | byte(seg + 1)) - 2;
@@ -83,7 +86,6 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
       left -= 17 + static_cast<int64_t>(codes);
     }
   };
-  size_t pos = 2;
   while (pos < n) {
     if (b[pos++] != 0xFF) continue;  // stb skips bytes that are not a marker
     while (pos < n && b[pos] == 0xFF) ++pos;
