@@ -103,6 +103,33 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
     if (b[i] == 0xFF && b[i + 1] == 0xC4) check_dht(i + 2);
 }
 
+// stb_image <= 2.27 accumulates a binary PGM/PPM's width, height and maxval in an int without an
+// overflow check (signed overflow, undefined behaviour; fixed upstream in 2.28); found by fuzz_image.
+// The header is read the way stb reads it and numbers that do not fit in an int are refused.
+inline void check_pnm_header(std::span<const uint8_t> b, const std::string& name) {
+  const size_t n = b.size();
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
+  size_t i = 2;
+  auto eof = [&] { return i >= n; };
+  auto get = [&]() -> char { return i < n ? static_cast<char>(b[i++]) : '\0'; };  // stb reads 0 at the end
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+  char c = get();
+  for (const char* what : {"width", "height", "maximum value"}) {
+    for (;;) {  // whitespace and '#' comments, exactly as stbi__pnm_skip_whitespace
+      while (!eof() && space(c)) c = get();
+      if (eof() || c != '#') break;
+      while (!eof() && c != '\n' && c != '\r') c = get();
+    }
+    int64_t v = 0;
+    while (!eof() && c >= '0' && c <= '9') {
+      v = v * 10 + (c - '0');
+      XFER_CHECK(v <= INT32_MAX, "decode_image: cannot decode ", name, ": corrupt PGM/PPM header: the ", what,
+                 " does not fit in 32 bits");
+      c = get();
+    }
+  }
+}
+
 }  // namespace detail
 
 // Images declaring more pixels than this are refused before decoding: a 20-byte GIF or PSD header
@@ -117,6 +144,7 @@ inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::stri
   XFER_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, " is too large (", bytes.size(),
              " bytes; stb_image reads at most 2 GiB)");
   detail::check_jpeg_huffman_tables(bytes, name);
+  detail::check_pnm_header(bytes, name);
   int w = 0, h = 0, comp = 0;
   // The header alone gives the size, so the cap applies before anything is allocated.
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp)) {
