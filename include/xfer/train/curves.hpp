@@ -38,6 +38,7 @@ inline std::vector<double> ticks(double lo, double hi, int target = 5) {
 
 inline std::string panel(double x0, double y0, double w, double h, const std::string& title, const std::string& ylabel,
                          const std::vector<Series>& series, int epochs, bool percent) {
+  // Curves fall (loss) or rise (accuracy) to the right: put the legend where they usually are not.
   double lo = INFINITY, hi = -INFINITY;
   for (const auto& s : series)
     for (double v : s.y)
@@ -70,7 +71,7 @@ inline std::string panel(double x0, double y0, double w, double h, const std::st
        "' text-anchor='middle' font-size='12'>epoch</text>\n";
   s += "<text transform='translate(" + fmt("%.1f", x0 + 16) + "," + fmt("%.1f", (T + B) / 2) +
        ") rotate(-90)' text-anchor='middle' font-size='12'>" + ylabel + "</text>\n";
-  double ly = T + 14;
+  double ly = percent ? B - 14 - 16 * static_cast<double>(series.size() - 1) : T + 14;
   for (const auto& sr : series) {
     std::string pts;
     for (size_t i = 0; i < sr.y.size(); ++i)
