@@ -1,8 +1,10 @@
 // 2-D convolution kernels (NCHW input, OIHW weights): forward, backward-data, backward-weights.
-// The fast path is im2col + GEMM with the batch folded into the GEMM columns (small late-stage maps
-// otherwise give GEMMs with a handful of columns), processed in chunks that bound the column buffer.
-// im2col/col2im run in OpenMP loops; the GEMMs are Eigen's, on the same OpenMP threads.
-// Each kernel has a naive reference (the *_reference functions) that tests compare against.
+// All are GEMMs with the batch folded into the GEMM columns (small late-stage maps otherwise give
+// GEMMs with a handful of columns). For float with AVX-512 the GEMM is gemm.hpp's packed kernel and
+// the im2col matrix is never stored: its panels are packed straight from the image (forward and
+// weight gradient); stride-1 backward-data runs as a forward convolution with the flipped kernel,
+// other strides use GEMM + col2im. Otherwise (double, or no AVX-512) im2col/col2im buffers in
+// chunks and Eigen's GEMM. Each kernel has a naive reference (*_reference) that tests compare against.
 #pragma once
 
 #include <algorithm>

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "xfer/core/parallel.hpp"
 #include "xfer/kernels/conv2d.hpp"
 #include "xfer/nn/batchnorm.hpp"
 #include "xfer/nn/init.hpp"
@@ -83,10 +84,16 @@ class Conv2d : public Module<T> {
       folded_b_.resize(static_cast<size_t>(2 * O));
       T* scale = folded_b_.data() + O;
       bn_->fold_coefficients(scale, folded_b_.data());
+      const T* w = weight_.value;
+      T* fw = folded_w_.data();
+      XFER_OMP_FOR(O * K)
       for (int64_t o = 0; o < O; ++o) {
-        for (int64_t k = 0; k < K; ++k) folded_w_[static_cast<size_t>(o * K + k)] = weight_.value[o * K + k] * scale[o];
-        if (bias_) folded_b_[static_cast<size_t>(o)] += bias_->value[o] * scale[o];
+        const T so = scale[o];
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) fw[o * K + k] = w[o * K + k] * so;
       }
+      if (bias_)
+        for (int64_t o = 0; o < O; ++o) folded_b_[static_cast<size_t>(o)] += bias_->value[o] * scale[o];
       kernels::conv2d_forward(geom_, x.data(), folded_w_.data(), folded_b_.data(), y_.data());
       bn_->set_folded_input(&y_);
       return y_;
