@@ -106,21 +106,25 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
 // stb_image <= 2.27 accumulates a binary PGM/PPM's width, height and maxval in an int without an
 // overflow check (signed overflow, undefined behaviour; fixed upstream in 2.28); found by fuzz_image.
 // The header is read the way stb reads it and numbers that do not fit in an int are refused.
-inline void check_pnm_header(std::span<const uint8_t> b, const std::string& name) {
+// Returns true for a 16-bit greyscale PGM (P5 with maximum value > 255): stb 2.27 converts those to
+// 3 channels with its 8-bit converter and then reads twice the buffer it filled (heap overflow,
+// found by fuzz_image), so decode_image_memory asks stb for 1 channel and replicates it itself.
+inline bool check_pnm_header(std::span<const uint8_t> b, const std::string& name) {
   const size_t n = b.size();
-  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return false;
   size_t i = 2;
   auto eof = [&] { return i >= n; };
   auto get = [&]() -> char { return i < n ? static_cast<char>(b[i++]) : '\0'; };  // stb reads 0 at the end
   auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
   char c = get();
+  int64_t v = 0;
   for (const char* what : {"width", "height", "maximum value"}) {
     for (;;) {  // whitespace and '#' comments, exactly as stbi__pnm_skip_whitespace
       while (!eof() && space(c)) c = get();
       if (eof() || c != '#') break;
       while (!eof() && c != '\n' && c != '\r') c = get();
     }
-    int64_t v = 0;
+    v = 0;
     while (!eof() && c >= '0' && c <= '9') {
       v = v * 10 + (c - '0');
       XFER_CHECK(v <= INT32_MAX, "decode_image: cannot decode ", name, ": corrupt PGM/PPM header: the ", what,
@@ -128,6 +132,7 @@ inline void check_pnm_header(std::span<const uint8_t> b, const std::string& name
       c = get();
     }
   }
+  return b[1] == '5' && v > 255;  // v: the maximum value
 }
 
 }  // namespace detail
@@ -144,7 +149,7 @@ inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::stri
   XFER_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, " is too large (", bytes.size(),
              " bytes; stb_image reads at most 2 GiB)");
   detail::check_jpeg_huffman_tables(bytes, name);
-  detail::check_pnm_header(bytes, name);
+  const bool grey16 = detail::check_pnm_header(bytes, name);
   int w = 0, h = 0, comp = 0;
   // The header alone gives the size, so the cap applies before anything is allocated.
   if (!stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp)) {
@@ -154,7 +159,7 @@ inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::stri
   XFER_CHECK(static_cast<int64_t>(w) * h <= max_pixels, "decode_image: ", name, " declares ", w, "x", h, " = ",
              static_cast<int64_t>(w) * h, " pixels, more than the limit of ", max_pixels,
              " (decompression bomb or corrupt header)");
-  stbi_uc* data = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, 3);
+  stbi_uc* data = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &comp, grey16 ? 1 : 3);
   if (!data) {
     const char* why = stbi_failure_reason();
     throw Error(::xfer::detail::concat("decode_image: cannot decode ", name, ": ", why ? why : "unknown stb_image error"));
@@ -163,7 +168,12 @@ inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::stri
   img.height = h;
   img.width = w;
   img.channels = 3;
-  img.pixels.assign(data, data + static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+  if (grey16) {
+    img.pixels.resize(static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+    for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = data[i / 3];
+  } else {
+    img.pixels.assign(data, data + static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+  }
   stbi_image_free(data);
   XFER_CHECK(w > 0 && h > 0, "decode_image: ", name, " decoded to an empty ", h, "x", w, " image");
   return img;
