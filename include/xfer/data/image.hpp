@@ -117,7 +117,8 @@ inline bool check_pnm_header(std::span<const uint8_t> b, const std::string& name
   auto get = [&]() -> char { return i < n ? static_cast<char>(b[i++]) : '\0'; };  // stb reads 0 at the end
   auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
   char c = get();
-  int64_t v = 0;
+  int64_t v = 0, dims[2] = {0, 0};
+  int k = 0;
   for (const char* what : {"width", "height", "maximum value"}) {
     for (;;) {  // whitespace and '#' comments, exactly as stbi__pnm_skip_whitespace
       while (!eof() && space(c)) c = get();
@@ -131,7 +132,14 @@ inline bool check_pnm_header(std::span<const uint8_t> b, const std::string& name
                  " does not fit in 32 bits");
       c = get();
     }
+    if (k < 2) dims[k++] = v;
   }
+  // stb 2.27 also ignores a short read of the pixels and returns uninitialised memory as the image.
+  const int64_t pixel_bytes = (b[1] == '6' ? 3 : 1) * (v > 255 ? 2 : 1);
+  const int64_t avail = static_cast<int64_t>(n - std::min(i, n));
+  XFER_CHECK(dims[0] == 0 || dims[1] == 0 || v == 0 || avail / pixel_bytes >= dims[0] * dims[1],
+             "decode_image: cannot decode ", name, ": truncated PGM/PPM: ", dims[0], "x", dims[1], " pixels of ",
+             pixel_bytes, " bytes, the file has ", avail, " bytes after the header");
   return b[1] == '5' && v > 255;  // v: the maximum value
 }
 
