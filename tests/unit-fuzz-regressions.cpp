@@ -60,6 +60,26 @@ TEST_CASE("A PGM/PPM header whose numbers overflow an int is refused before stb_
   CHECK_THROWS_WITH(data::decode_image_memory(bytes, "big.ppm"), !Contains("does not fit"));
 }
 
+TEST_CASE("16-bit greyscale PGMs decode correctly and truncated PGM/PPMs are refused") {
+  // fuzz_image: stb_image 2.27 converted a 16-bit PGM to 3 channels with its 8-bit converter, then read
+  // twice the buffer (ASan heap-buffer-overflow in stbi__convert_16_to_8); xfer now asks for 1 channel.
+  const fs::path f = kFuzzDir / "regressions" / "image-pgm16-overflow.pgm";
+  CHECK_THROWS_WITH(data::decode_image(f), Contains(f.string()) && Contains("truncated PGM/PPM: 6x44 pixels of 2 bytes"));
+  std::string pgm = "P5\n2 1\n65535\n";
+  pgm += std::string("\x00\x00\xff\xff", 4);  // big-endian 0 and 65535
+  const data::Image img = data::decode_image_memory(std::vector<uint8_t>(pgm.begin(), pgm.end()), "grey16.pgm");
+  REQUIRE((img.width == 2 && img.height == 1 && img.channels == 3));
+  CHECK(img.pixels == std::vector<uint8_t>{0, 0, 0, 255, 255, 255});
+  // 8-bit PPM: exact bytes; one byte short: refused (stb 2.27 returned uninitialised memory).
+  std::string ppm = "P6 2 1 255\n";
+  ppm += std::string("\x01\x02\x03\x04\x05\x06", 6);
+  CHECK(data::decode_image_memory(std::vector<uint8_t>(ppm.begin(), ppm.end()), "ok.ppm").pixels ==
+        std::vector<uint8_t>{1, 2, 3, 4, 5, 6});
+  ppm.pop_back();
+  CHECK_THROWS_WITH(data::decode_image_memory(std::vector<uint8_t>(ppm.begin(), ppm.end()), "short.ppm"),
+                    Contains("short.ppm: truncated PGM/PPM: 2x1 pixels of 3 bytes, the file has 5 bytes after the header"));
+}
+
 TEST_CASE("A PNG with a zero-length chunk before its image data decodes or fails cleanly") {
   // fuzz_image: stb_image calls memcpy(NULL, p, 0) here (UBSan nonnull-attribute, harmless; ignored
   // for stb_image.h in tests/fuzz/ubsan_ignorelist.txt). The input must give an xfer::Error or an image.
