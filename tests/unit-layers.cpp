@@ -155,13 +155,14 @@ TEST_CASE("Layers reject inputs of the wrong shape with the layer and both shape
   Tensor<float> x({1, 4, 8, 8});
   CHECK_THROWS_WITH(conv.forward(x), Catch::Contains("Conv2d(3, 8") && Catch::Contains("3 channels") &&
                                          Catch::Contains("[1, 4, 8, 8]"));
-  CHECK_THROWS_AS(conv.forward(Tensor<float>({4, 8, 8})), Error);
-  CHECK_THROWS_AS(conv.forward(Tensor<float>({1, 3, 2, 2})), Error);  // smaller than the kernel
+  const Tensor<float> x3d({4, 8, 8}), tiny({1, 3, 2, 2}), x3c({2, 3, 2, 2}), single({1, 4, 1, 1}), x9({2, 9});
+  CHECK_THROWS_AS(conv.forward(x3d), Error);
+  CHECK_THROWS_AS(conv.forward(tiny), Error);  // smaller than the kernel
   BatchNorm2d<float> bn(4);
-  CHECK_THROWS_WITH(bn.forward(Tensor<float>({2, 3, 2, 2})), Catch::Contains("4 channels"));
-  CHECK_THROWS_WITH(bn.forward(Tensor<float>({1, 4, 1, 1})), Catch::Contains("more than one value"));
+  CHECK_THROWS_WITH(bn.forward(x3c), Catch::Contains("4 channels"));
+  CHECK_THROWS_WITH(bn.forward(single), Catch::Contains("more than one value"));
   Linear<float> lin({.in_features = 10, .out_features = 2});
-  CHECK_THROWS_WITH(lin.forward(Tensor<float>({2, 9})), Catch::Contains("[N, 10]") && Catch::Contains("[2, 9]"));
+  CHECK_THROWS_WITH(lin.forward(x9), Catch::Contains("[N, 10]") && Catch::Contains("[2, 9]"));
   CHECK_THROWS_AS(Conv2d<float>({.in_channels = 0, .out_channels = 8}), Error);
   CHECK_THROWS_AS(Linear<float>({.in_features = 4, .out_features = 0}), Error);
   CHECK_THROWS_AS(Dropout<float>(1.0), Error);
