@@ -80,15 +80,21 @@ TEST_CASE("16-bit greyscale PGMs decode correctly and truncated PGM/PPMs are ref
                     Contains("short.ppm: truncated PGM/PPM: 2x1 pixels of 3 bytes, the file has 5 bytes after the header"));
 }
 
-TEST_CASE("A PNG with a zero-length chunk before its image data decodes or fails cleanly") {
-  // fuzz_image: stb_image calls memcpy(NULL, p, 0) here (UBSan nonnull-attribute, harmless; ignored
-  // for stb_image.h in tests/fuzz/ubsan_ignorelist.txt). The input must give an xfer::Error or an image.
-  const fs::path f = kFuzzDir / "regressions" / "image-png-zero-length-chunk.png";
-  try {
-    const data::Image img = data::decode_image(f);
-    CHECK(img.channels == 3);
-  } catch (const Error& e) {
-    CHECK_THAT(e.what(), Contains(f.string()));
+TEST_CASE("Inputs where stb_image 2.27 has harmless undefined behaviour decode or fail cleanly") {
+  // fuzz_image: a zero-length PNG chunk makes stb call memcpy(NULL, p, 0) (UBSan nonnull-attribute);
+  // a corrupt JPEG scan makes its bit reader shift by 33 (UBSan shift-exponent). Neither touches
+  // memory it should not (ASan is clean); both checks are ignored inside stb_image.h only
+  // (tests/fuzz/ubsan_ignorelist.txt). Each input must give an xfer::Error or a 3-channel image.
+  for (const char* name : {"image-png-zero-length-chunk.png", "image-jpeg-corrupt-scan-shift.jpg"}) {
+    const fs::path f = kFuzzDir / "regressions" / name;
+    INFO(f.string());
+    try {
+      const data::Image img = data::decode_image(f);
+      CHECK(img.channels == 3);
+      CHECK(img.pixels.size() == static_cast<size_t>(img.width * img.height * 3));
+    } catch (const Error& e) {
+      CHECK_THAT(e.what(), Contains(f.string()));
+    }
   }
 }
 
