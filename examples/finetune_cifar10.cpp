@@ -123,12 +123,23 @@ int run(const Config& c) {
   int start_epoch = 1;
   if (c.resume && fs::exists(last)) {
     auto st = io::load_checkpoint(last.string(), *net, opt.get());
-    plateau.load_state(st.at("plateau"));
-    history = st.at("history").get<std::vector<train::EpochMetrics>>();
-    best_val_acc = st.at("best_val_acc").get<double>();
-    start_epoch = st.at("epoch").get<int>() + 1;
-    XFER_CHECK(st.at("seed").get<uint64_t>() == c.seed && st.at("model").get<std::string>() == c.model, "--resume: ",
-               last.string(), " was written by a run with another --seed or --model");
+    // The run state is validated field by field: a damaged file must give an error, not garbage.
+    const std::string where = "--resume: " + last.string();
+    XFER_CHECK(st.is_object() && st.contains("epoch") && st["epoch"].is_number_integer() && st.contains("seed") &&
+                   st["seed"].is_number_unsigned() && st.contains("model") && st["model"].is_string() &&
+                   st.contains("best_val_acc") && st["best_val_acc"].is_number() && st.contains("history") &&
+                   st["history"].is_array() && st.contains("plateau"),
+               where, ": the checkpoint's run state is incomplete or damaged");
+    XFER_CHECK(st["seed"].get<uint64_t>() == c.seed && st["model"].get<std::string>() == c.model, where,
+               " was written by a run with another --seed or --model");
+    const int64_t done = st["epoch"].get<int64_t>();
+    XFER_CHECK(done >= 0 && done <= c.epochs && static_cast<int64_t>(st["history"].size()) == done, where,
+               ": the checkpoint says ", done, " epochs are done with ", st["history"].size(),
+               " history rows (--epochs is ", c.epochs, ")");
+    plateau.load_state(st["plateau"]);
+    history = st["history"].get<std::vector<train::EpochMetrics>>();
+    best_val_acc = st["best_val_acc"].get<double>();
+    start_epoch = static_cast<int>(done) + 1;
     std::printf("resumed from %s after epoch %d\n", last.string().c_str(), start_epoch - 1);
   } else if (c.resume) {
     std::printf("--resume: no %s yet, starting from scratch\n", last.string().c_str());
