@@ -7,12 +7,28 @@
 #   FUZZ_BUILD_DIR (build-fuzz) build directory
 #   FUZZ_OUT (build-fuzz/fuzz-out)  new corpus entries, logs and crash artifacts
 #   FUZZ_HARNESSES              subset to run, e.g. "safetensors image"
+#   FUZZ_SEED (default 1)       libFuzzer's random seed
+#   FUZZ_RUNS (default: per harness, below; 0 = unlimited)  executions per harness
+# CI is reproducible: with a fixed seed and a fixed number of executions libFuzzer replays the same
+# input sequence on every machine (a slower machine stops at FUZZ_SECONDS on a prefix of it), so a
+# green run here is a green run in CI; change FUZZ_SEED to explore further by hand.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 secs=${FUZZ_SECONDS:-45}
 harnesses=${FUZZ_HARNESSES:-safetensors checkpoint cifar10 image}
 out=${FUZZ_OUT:-$build/fuzz-out}
+seed=${FUZZ_SEED:-1}
+# About 45 s each on the 2-core development machine.
+default_runs() {
+  case "$1" in
+    safetensors) echo 200000 ;;
+    checkpoint) echo 90000 ;;
+    cifar10) echo 250000 ;;
+    image) echo 200000 ;;
+    *) echo 0 ;;
+  esac
+}
 
 cmake -S tests/fuzz -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2
@@ -24,10 +40,12 @@ status=0
 for h in $harnesses; do
   rm -rf "$out/$h" "$out/crash-$h-"*
   mkdir -p "$out/$h"  # new inputs land here; the committed seeds are only read
-  args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+  runs=${FUZZ_RUNS:-$(default_runs "$h")}
+  args=(-seed="$seed" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$out/crash-$h-")
+  [[ "$runs" != 0 ]] && args+=(-runs="$runs")
   [[ -f tests/fuzz/$h.dict ]] && args+=(-dict="tests/fuzz/$h.dict")
-  echo "== fuzz_$h for ${secs}s"
+  echo "== fuzz_$h: seed $seed, ${runs} runs (0: unlimited), at most ${secs}s"
   rc=0
   OMP_NUM_THREADS=1 XFER_FUZZ_TMP="$out" "$build/fuzz_$h" "${args[@]}" "$out/$h" "tests/fuzz/corpus/$h" \
     >"$out/$h.log" 2>&1 || rc=$?
