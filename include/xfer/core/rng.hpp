@@ -108,6 +108,14 @@ class Rng {
   double spare_ = 0.0;
 };
 
+// splitmix64's finaliser: turns nearby seeds (seed, epoch, index, episode id) into unrelated ones.
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
 // Source for layers constructed without an explicit Rng (like torch.manual_seed).
 inline Rng& global_rng() {
   static Rng rng(0x5eedu);

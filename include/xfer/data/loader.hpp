@@ -59,21 +59,14 @@ inline void from_json(const nlohmann::json& j, LoaderState& s) {
 }
 
 namespace detail {
-// splitmix64's finaliser: decorrelates nearby seeds.
-inline uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 inline uint64_t shuffle_seed(uint64_t seed, int64_t epoch) {
-  return mix64(mix64(seed ^ 0x5a5a5a5a5a5a5a5aull) ^ static_cast<uint64_t>(epoch));
+  return splitmix64(splitmix64(seed ^ 0x5a5a5a5a5a5a5a5aull) ^ static_cast<uint64_t>(epoch));
 }
 }  // namespace detail
 
 // The seed of sample `index`'s augmentation Rng in `epoch`.
 inline uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
-  return detail::mix64(detail::mix64(detail::mix64(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
+  return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
 }
 
 template <class T = float>

@@ -36,14 +36,6 @@ struct Episode {
   nn::Labels support_labels, query_labels;
 };
 
-namespace detail {
-inline uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-}  // namespace detail
 
 // The labels of a dataset with size() and label(i) (in-memory, ImageFolder, CIFAR-10, ...).
 template <class Dataset>
@@ -90,7 +82,7 @@ class EpisodeSampler {
 
   // The task with this id (deterministic; see the header comment).
   Episode episode(uint64_t id) const {
-    Rng rng(detail::splitmix64(opt_.seed ^ detail::splitmix64(id + 0x51f15eedull)));
+    Rng rng(splitmix64(opt_.seed ^ splitmix64(id + 0x51f15eedull)));
     Episode e;
     // Partial Fisher-Yates over class positions, then over each chosen class's members.
     std::vector<size_t> pos(classes_.size());
