@@ -95,18 +95,6 @@ std::vector<int32_t> class_ids(const data::Dataset& ds, const std::string& csv) 
   return ids;
 }
 
-struct Stat {
-  double sum = 0, sum2 = 0;
-  int64_t n = 0;
-  void add(double v) { sum += v, sum2 += v * v, ++n; }
-  double mean() const { return n ? sum / n : 0; }
-  double ci95() const {
-    if (n < 2) return 0;
-    const double m = mean();
-    return 1.96 * std::sqrt(std::max((sum2 - n * m * m) / (n - 1), 0.0) / n);
-  }
-};
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -168,7 +156,7 @@ int main(int argc, char** argv) {
     if (backbone == "resnet18") mopt.adapt = nn::Selector(net.head);
     meta::MAML<float> maml(*net.model, mopt);
     optim::Adam<float> opt(maml.parameters(), {.lr = outer_lr});
-    Stat recent;
+    meta::MeanCI recent;
     for (int it = 1; it <= iterations; ++it) {
       maml.zero_grad();
       for (int t = 0; t < meta_batch; ++t) {
@@ -182,7 +170,7 @@ int main(int argc, char** argv) {
         std::printf("iteration %5d  meta-train query accuracy (last 100) %.3f  %.0f s\n", it, recent.mean(),
                     seconds_since(t_maml));
         std::fflush(stdout);
-        recent = Stat{};
+        recent = meta::MeanCI{};
       }
     }
     const double maml_train_s = seconds_since(t_maml);
@@ -200,7 +188,7 @@ int main(int argc, char** argv) {
       Rng rng(seed + 99);
       std::vector<int64_t> idx(static_cast<size_t>(transfer_batch));
       nn::Labels y(idx.size());
-      Stat acc;
+      meta::MeanCI acc;
       for (int it = 1; it <= transfer_iterations; ++it) {
         for (size_t i = 0; i < idx.size(); ++i) {
           idx[i] = pool[rng.below(pool.size())];
@@ -217,7 +205,7 @@ int main(int argc, char** argv) {
           std::printf("transfer pretraining step %5d  train accuracy (last 200) %.3f  %.0f s\n", it, acc.mean(),
                       seconds_since(t_transfer));
           std::fflush(stdout);
-          acc = Stat{};
+          acc = meta::MeanCI{};
         }
       }
       base.model->eval();
@@ -226,7 +214,7 @@ int main(int argc, char** argv) {
 
     // ---- Meta-test: the same episodes for both ----
     const auto t_test = std::chrono::steady_clock::now();
-    Stat maml_acc, transfer_acc;
+    meta::MeanCI maml_acc, transfer_acc;
     for (int ep = 0; ep < episodes; ++ep) {
       const meta::Episode e = test_sampler.episode(static_cast<uint64_t>(ep));
       const Tensor<float> sx = batch(ds, e.support), qx = batch(ds, e.query);

@@ -48,20 +48,14 @@ std::shared_ptr<nn::Sequential<double>> mlp(uint64_t seed) {
 
 // Mean and 95% CI over tasks; a task whose adapted MSE is not finite (10 plain SGD steps can
 // diverge where the meta-learned curvature makes alpha * lambda_max > 2) is counted, not averaged.
-struct Stat {
-  double sum = 0, sum2 = 0;
-  int64_t n = 0, diverged = 0;
+struct Stat : meta::MeanCI {
+  int64_t diverged = 0;
   void add(double v) {
     if (!std::isfinite(v) || v > 1e6) {
       ++diverged;
       return;
     }
-    sum += v, sum2 += v * v, ++n;
-  }
-  double mean() const { return sum / n; }
-  double ci95() const {
-    const double m = mean(), var = (sum2 - n * m * m) / (n - 1);
-    return 1.96 * std::sqrt(std::max(var, 0.0) / n);
+    meta::MeanCI::add(v);
   }
 };
 
@@ -170,7 +164,7 @@ int main(int argc, char** argv) {
                   r.step1.mean(), r.step1.ci95(), r.step10.mean(), r.step10.ci95());
       for (const auto& [what, st] : {std::pair{"before adaptation", &r.pre}, {"1 step", &r.step1}, {"10 steps", &r.step10}})
         if (st->diverged) std::printf("  %s: %lld of %lld tasks diverged (MSE > 1e6), left out of the mean\n", what,
-                                      static_cast<long long>(st->diverged), static_cast<long long>(st->diverged + st->n));
+                                      static_cast<long long>(st->diverged), static_cast<long long>(st->diverged + st->count()));
     };
     row("MAML", m);
     row("pretrained baseline", b);

@@ -109,3 +109,16 @@ TEST_CASE("gather stacks dataset samples into one batch") {
   CHECK(x[0] == 3.0);
   CHECK(x[7] == 1.0);
 }
+
+TEST_CASE("MeanCI reports the mean and the 95% interval 1.96 * s / sqrt(n)") {
+  xfer::meta::MeanCI s;
+  CHECK(std::isnan(s.mean()));
+  CHECK(s.ci95() == 0);
+  s.add(0.4);
+  CHECK(s.ci95() == 0);  // one value: no spread to estimate
+  for (double v : {0.5, 0.6, 0.7}) s.add(v);
+  CHECK(s.count() == 4);
+  CHECK(s.mean() == Approx(0.55));
+  // sample std of {0.4, 0.5, 0.6, 0.7} = sqrt(0.05 / 3)
+  CHECK(s.ci95() == Approx(1.96 * std::sqrt(0.05 / 3) / 2));
+}

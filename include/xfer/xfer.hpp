@@ -21,6 +21,7 @@
 #include "xfer/kernels/conv2d.hpp"
 #include "xfer/meta/episodes.hpp"
 #include "xfer/meta/maml.hpp"
+#include "xfer/meta/mean_ci.hpp"
 #include "xfer/models/model.hpp"
 #include "xfer/models/resnet.hpp"
 #include "xfer/models/vgg.hpp"
