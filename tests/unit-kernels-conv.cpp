@@ -60,6 +60,19 @@ void check_all_kernels(Conv2dGeometry g, Rng& rng, double tol) {
   kernels::conv2d_forward_reference(g, x.data(), w.data(), static_cast<const T*>(nullptr), y_ref.data());
   CHECK(rel_err(y0, y_ref) < tol);
 
+  // Fused epilogue (BN folded + residual + ReLU): relu(scale * conv + shift + residual).
+  auto scale = random_vec<T>(g.o, rng), res = random_vec<T>(ny, rng);
+  std::vector<T> yf(ny, T(7)), yf_ref(ny);
+  kernels::conv2d_forward(g, x.data(), w.data(), yf.data(),
+                          kernels::ConvEpilogue<T>{.scale = scale.data(), .shift = b.data(), .residual = res.data(), .relu = true});
+  for (int64_t i = 0; i < ny; ++i) {
+    const int64_t o = (i / (g.oh * g.ow)) % g.o;
+    const T v = y_ref[static_cast<size_t>(i)] * scale[static_cast<size_t>(o)] + b[static_cast<size_t>(o)] +
+                res[static_cast<size_t>(i)];
+    yf_ref[static_cast<size_t>(i)] = v > T(0) ? v : T(0);
+  }
+  CHECK(rel_err(yf, yf_ref) < tol);
+
   std::vector<T> dx(nx, T(7)), dx_ref(nx);
   kernels::conv2d_backward_data(g, dy.data(), w.data(), dx.data());
   kernels::conv2d_backward_data_reference(g, dy.data(), w.data(), dx_ref.data());
@@ -85,6 +98,11 @@ std::vector<Conv2dGeometry> fixed_shapes() {
       {.n = 5, .c = 12, .h = 7, .w = 7, .o = 20, .kh = 1, .kw = 1, .sh = 2, .sw = 2, .ph = 0, .pw = 0},  // downsample
       {.n = 6, .c = 32, .h = 1, .w = 1, .o = 40, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},  // 1x1 map
       {.n = 2, .c = 4, .h = 8, .w = 5, .o = 3, .kh = 2, .kw = 4, .sh = 1, .sw = 3, .ph = 0, .pw = 2},    // rectangular
+      // Maps so small that some taps only see padding (the kernels crop them away).
+      {.n = 4, .c = 24, .h = 2, .w = 2, .o = 40, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1},  // 2x2 -> 1x1
+      {.n = 3, .c = 8, .h = 1, .w = 3, .o = 5, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
+      {.n = 2, .c = 6, .h = 2, .w = 1, .o = 7, .kh = 3, .kw = 3, .sh = 1, .sw = 2, .ph = 1, .pw = 1},
+      {.n = 2, .c = 3, .h = 1, .w = 1, .o = 4, .kh = 1, .kw = 1, .sh = 3, .sw = 3, .ph = 2, .pw = 2},    // no tap in the image
       // Big enough for several GEMM tiles, K blocks (> 256) and both threads.
       {.n = 3, .c = 40, .h = 13, .w = 11, .o = 150, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
       {.n = 9, .c = 64, .h = 4, .w = 4, .o = 72, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
@@ -121,10 +139,30 @@ TEST_CASE("float conv kernels match the naive reference on 40 random shapes") {
     g.sw = rng.bernoulli(0.7) ? g.sh : 1 + static_cast<int64_t>(rng.below(3));
     g.ph = static_cast<int64_t>(rng.below(static_cast<uint64_t>(g.kh / 2 + 1)));
     g.pw = static_cast<int64_t>(rng.below(static_cast<uint64_t>(g.kw / 2 + 1)));
-    g.h = std::max<int64_t>(g.kh, 1 + static_cast<int64_t>(rng.below(14)));
-    g.w = std::max<int64_t>(g.kw, 1 + static_cast<int64_t>(rng.below(14)));
+    // A third of the shapes on tiny maps, where padding-only taps get cropped.
+    const uint64_t max_side = rng.bernoulli(0.33) ? 3 : 14;
+    g.h = std::max<int64_t>(g.kh - 2 * g.ph, 1 + static_cast<int64_t>(rng.below(max_side)));
+    g.w = std::max<int64_t>(g.kw - 2 * g.pw, 1 + static_cast<int64_t>(rng.below(max_side)));
     check_all_kernels<float>(g, rng, 2e-5);
   }
+}
+
+TEST_CASE("taps that only ever see padding are cropped, the rest kept") {
+  auto crop = [](Conv2dGeometry g) {
+    g.finish();
+    return kernels::detail::crop_taps(g);
+  };
+  // layer4 of ResNet-18 on 32x32 images: 3x3/1 on a 1x1 map is the centre tap, a pointwise conv.
+  auto c = crop({.n = 2, .c = 512, .h = 1, .w = 1, .o = 512, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1});
+  CHECK(c.cropped);
+  CHECK((c.i0 == 1 && c.j0 == 1 && c.g.kh == 1 && c.g.kw == 1 && c.g.ph == 0 && c.g.pw == 0));
+  CHECK(c.g.pointwise());
+  // 3x3/2 on a 2x2 map: one output pixel that sees taps 1..2 in each direction.
+  c = crop({.n = 2, .c = 256, .h = 2, .w = 2, .o = 512, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1});
+  CHECK((c.cropped && c.i0 == 1 && c.g.kh == 2 && c.g.ph == 0 && c.g.oh == 1));
+  // 3x3/1 on a 2x2 map uses every tap somewhere: nothing to crop.
+  CHECK_FALSE(crop({.n = 1, .c = 4, .h = 2, .w = 2, .o = 4, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1}).cropped);
+  CHECK(crop({.n = 1, .c = 3, .h = 1, .w = 1, .o = 4, .kh = 1, .kw = 1, .sh = 3, .sw = 3, .ph = 2, .pw = 2}).empty);
 }
 
 #ifdef __AVX512F__

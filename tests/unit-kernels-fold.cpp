@@ -120,3 +120,50 @@ TEST_CASE("a frozen backbone with frozen BN statistics folds BN and trains the h
       CHECK(worst / scale < 1e-4);  // folded ran backward twice: its gradients are doubled
     }
 }
+
+TEST_CASE("frozen BN under trainable convolutions: the fused conv+BN+residual+ReLU path trains the convs exactly") {
+  // Fine-tuning with BN fixed (affine and statistics) but convolutions learning: every conv runs
+  // with BN, the ReLU and (conv2 of each block) the shortcut in its epilogue, and its weight
+  // gradient flows back through the fused ReLU mask.
+  auto fused = models::create<float>("resnet18", {.num_classes = 10, .seed = 8});
+  auto plain = models::create<float>("resnet18", {.num_classes = 10, .seed = 8});
+  randomize_bn(*fused, 12);
+  randomize_bn(*plain, 12);
+  unpair_all(*plain);
+  for (auto* net : {fused.get(), plain.get()}) {
+    net->train();
+    for (auto& [name, m] : net->named_modules())
+      if (auto* bn = dynamic_cast<nn::BatchNorm2d<float>*>(m)) {
+        bn->weight().trainable = bn->bias().trainable = false;
+        bn->set_running_stats_frozen(true);
+      }
+    net->zero_grad();
+  }
+  int fused_convs = 0;
+  const auto x = random_input(3, 40, 4);
+  const nn::Labels y{2, 7, 1};
+  auto [lf, gf] = nn::cross_entropy(fused->forward(x), y);
+  for (auto& [name, m] : fused->named_modules())
+    if (auto* conv = dynamic_cast<nn::Conv2d<float>*>(m)) fused_convs += conv->folds_bn();
+  CHECK(fused_convs == 20);  // every convolution of resnet18, downsample ones included
+  auto [lp, gp] = nn::cross_entropy(plain->forward(x), y);
+  CHECK(std::abs(lf - lp) < 1e-4 * std::abs(lp));
+  const Tensor<float> dx_fused = fused->backward(gf, true);
+  const Tensor<float> dx_plain = plain->backward(gp, true);
+  CHECK(max_rel_diff(dx_fused, dx_plain) < 1e-3);
+  auto& af = fused->arena();
+  auto& ap = plain->arena();
+  int checked = 0;
+  for (auto& np : af.params)
+    if (np.param->trainable) {
+      INFO(np.name);
+      double worst = 0, scale = 1e-12;
+      for (int64_t i = 0; i < np.param->numel; ++i) {
+        worst = std::max(worst, std::abs(static_cast<double>(af.grads[np.param->offset + i]) - ap.grads[np.param->offset + i]));
+        scale = std::max(scale, std::abs(static_cast<double>(ap.grads[np.param->offset + i])));
+      }
+      CHECK(worst / scale < 1e-3);
+      ++checked;
+    }
+  CHECK(checked == 22);  // 20 conv weights + fc weight and bias
+}

@@ -10,7 +10,7 @@
 
 namespace xfer::detail {
 
-enum class Scratch { Columns = 0, Gather = 1, Extra = 2, Count = 3 };
+enum class Scratch { Columns = 0, Gather = 1, Extra = 2, Taps = 3, Count = 4 };
 
 template <class T>
 T* scratch(Scratch slot, int64_t elements) {

@@ -32,8 +32,22 @@ struct Conv2dGeometry {
   }
   int64_t ckk() const { return c * kh * kw; }
   int64_t out_plane() const { return oh * ow; }
-  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+  // A 1x1 convolution whose output plane is its input plane (the GEMM reads x as it is).
+  bool pointwise() const {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && oh == h && ow == w;
+  }
   double flops() const { return 2.0 * n * o * ckk() * out_plane(); }
+};
+
+// What the forward applies to each convolution sum s of output channel o, in one pass (BatchNorm
+// folding and the ResNet block tail fused into the convolution): relu?(s * scale[o] + shift[o] +
+// residual). Null pointers leave out their term.
+template <class T>
+struct ConvEpilogue {
+  const T* scale = nullptr;     // per output channel (BN folded: gamma / sqrt(var + eps))
+  const T* shift = nullptr;     // per output channel (bias, or BN's folded shift)
+  const T* residual = nullptr;  // a tensor shaped like the output (the block's shortcut)
+  bool relu = false;
 };
 
 namespace detail {
@@ -273,9 +287,8 @@ inline void pack_im2col_t_b(const Conv2dGeometry& g, const float* x, int64_t r0,
 // Implicit im2col needs 32-bit offsets into x.
 inline bool implicit_im2col_fits(const Conv2dGeometry& g) { return g.n * g.c * g.h * g.w < (int64_t{1} << 30); }
 
-inline void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+inline void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, const GemmEpilogue& ep, float* y) {
   const int64_t P = g.out_plane(), K = g.ckk();
-  const GemmEpilogue ep{.row_bias = bias};
   if (g.pointwise()) {
     gemm(g.o, g.n * P, K, row_major(w, K), batch_folded(x, g.c, P), batch_folded(y, g.o, P), ep);
     return;
@@ -292,7 +305,10 @@ inline void forward_packed(const Conv2dGeometry& g, const float* x, const float*
     const int64_t nb = std::min(chunk, g.n - n0), cols_n = nb * P;
     float* cols = scratch<float>(xfer::detail::Scratch::Columns, K * cols_n);
     im2col(g, x, n0, nb, cols);
-    gemm(g.o, cols_n, K, row_major(w, K), row_major<float>(cols, cols_n), batch_folded(y + n0 * g.o * P, g.o, P), ep);
+    GemmEpilogue chunk_ep = ep;
+    if (ep.residual) chunk_ep.residual = ep.residual + n0 * g.o * P;
+    gemm(g.o, cols_n, K, row_major(w, K), row_major<float>(cols, cols_n), batch_folded(y + n0 * g.o * P, g.o, P),
+         chunk_ep);
   }
 }
 
@@ -316,7 +332,7 @@ inline void backward_data_packed(const Conv2dGeometry& g, const float* dy, const
       for (int64_t o = 0; o < g.o; ++o)
         for (int64_t c = 0; c < g.c; ++c)
           for (int64_t q = 0; q < KK; ++q) wt[(c * g.o + o) * KK + (KK - 1 - q)] = w[(o * g.c + c) * KK + q];
-      forward_packed(t, dy, wt, nullptr, dx);
+      forward_packed(t, dy, wt, GemmEpilogue{}, dx);
       return;
     }
   }
@@ -356,15 +372,11 @@ inline void backward_weights_packed(const Conv2dGeometry& g, const float* x, con
 }
 #endif
 
-}  // namespace detail
 
-// y[n, o, oy, ox] = bias[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oy*sh - ph + i, ox*sw - pw + j]
+// The kernels on the geometry as given (no tap cropping); see the public functions below.
+// y = bias + conv(x, w) (double, or no AVX-512: Eigen's GEMM).
 template <class T>
-void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
-  using namespace detail;
-#ifdef __AVX512F__
-  if constexpr (std::is_same_v<T, float>) return forward_packed(g, x, w, bias, y);
-#endif
+void forward_generic(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
   const int64_t P = g.out_plane(), K = g.ckk();
   const int64_t chunk = chunk_images<T>(g);
   CMapM<T> W(w, g.o, K, Eigen::OuterStride<>(K));
@@ -397,10 +409,8 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
   }
 }
 
-// dx = conv2d_forward's adjoint applied to dy (overwrites dx).
 template <class T>
-void conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
-  using namespace detail;
+void backward_data_full(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) return backward_data_packed(g, dy, w, dx);
 #endif
@@ -433,23 +443,9 @@ void conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* d
   }
 }
 
-// dw += dy (x) im2col(x), db += sum over n, oy, ox of dy (either may be null to skip it).
 template <class T>
-void conv2d_backward_weights(const Conv2dGeometry& g, const T* x, const T* dy, T* dw, T* db) {
-  using namespace detail;
+void backward_weights_full(const Conv2dGeometry& g, const T* x, const T* dy, T* dw) {
   const int64_t P = g.out_plane(), K = g.ckk();
-  if (db) {
-    XFER_OMP_FOR(g.n * g.o * P)
-    for (int64_t oc = 0; oc < g.o; ++oc) {
-      T s = 0;
-      for (int64_t n = 0; n < g.n; ++n) {
-        const T* d = dy + (n * g.o + oc) * P;
-        for (int64_t p = 0; p < P; ++p) s += d[p];
-      }
-      db[oc] += s;
-    }
-  }
-  if (!dw) return;
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) return backward_weights_packed(g, x, dy, dw);
 #endif
@@ -480,6 +476,158 @@ void conv2d_backward_weights(const Conv2dGeometry& g, const T* x, const T* dy, T
     CMapM<T> C(cols, K, cols_n, Eigen::OuterStride<>(cols_n));
     DW.noalias() += DY * C.transpose();
   }
+}
+
+// Kernel rows [lo, hi] that touch the image for at least one output position (lo > hi: none).
+// The others only ever multiply padding: a 3x3/pad-1 kernel on a 1x1 map uses its centre alone.
+inline std::pair<int64_t, int64_t> useful_taps(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p) {
+  int64_t lo = k, hi = -1;
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t pos = o * s - p + i;
+      if (pos >= in) break;
+      if (pos >= 0) {
+        lo = std::min(lo, i), hi = std::max(hi, i);
+        break;
+      }
+    }
+  return {lo, hi};
+}
+
+// The same convolution on the kernel cropped to its useful taps (same output size; the right/bottom
+// padding becomes implicit, which every kernel handles through its bounds tests). On ResNet-18's
+// late stages at small inputs this removes most of the work: layer4 on 32x32 images runs 3x3
+// convolutions on 1x1 maps, which are exactly 1x1 convolutions with the centre tap.
+struct TapCrop {
+  Conv2dGeometry g;    // geometry to run
+  int64_t i0 = 0, j0 = 0;  // first kept tap
+  bool cropped = false;    // g differs from the original
+  bool empty = false;      // no tap touches the image: the convolution sum is zero
+};
+inline TapCrop crop_taps(const Conv2dGeometry& g) {
+  TapCrop c{g};
+  const auto [i0, i1] = useful_taps(g.h, g.oh, g.kh, g.sh, g.ph);
+  const auto [j0, j1] = useful_taps(g.w, g.ow, g.kw, g.sw, g.pw);
+  if (i0 > i1 || j0 > j1) {
+    c.empty = true;
+    return c;
+  }
+  if (i0 == 0 && j0 == 0 && i1 == g.kh - 1 && j1 == g.kw - 1) return c;
+  c.cropped = true;
+  c.i0 = i0, c.j0 = j0;
+  c.g.kh = i1 - i0 + 1, c.g.kw = j1 - j0 + 1;
+  c.g.ph = g.ph - i0, c.g.pw = g.pw - j0;  // >= 0: tap ph hits row 0 at oy = 0, so i0 <= ph
+  return c;
+}
+
+// w[o, c, i0 + i, j0 + j] for the cropped taps, into `out` (OIHW of the cropped geometry).
+template <class T>
+void crop_weights(const Conv2dGeometry& full, const TapCrop& c, const T* w, T* out) {
+  const int64_t kh = c.g.kh, kw = c.g.kw, planes = full.o * full.c;
+  for (int64_t q = 0; q < planes; ++q)
+    for (int64_t i = 0; i < kh; ++i)
+      for (int64_t j = 0; j < kw; ++j)
+        out[(q * kh + i) * kw + j] = w[(q * full.kh + c.i0 + i) * full.kw + c.j0 + j];
+}
+
+// y = epilogue(x) per element of an NCHW tensor, after a convolution that wrote the plain sum.
+template <class T>
+void apply_epilogue(const Conv2dGeometry& g, const ConvEpilogue<T>& ep, T* y) {
+  const int64_t P = g.out_plane();
+  XFER_OMP_FOR(g.n * g.o * P)
+  for (int64_t t = 0; t < g.n * g.o; ++t) {
+    const int64_t o = t % g.o;
+    const T sc = ep.scale ? ep.scale[o] : T(1), sh = ep.shift ? ep.shift[o] : T(0);
+    T* d = y + t * P;
+    const T* r = ep.residual ? ep.residual + t * P : nullptr;
+    for (int64_t p = 0; p < P; ++p) {
+      T v = d[p] * sc + sh;
+      if (r) v += r[p];
+      d[p] = ep.relu && v < T(0) ? T(0) : v;
+    }
+  }
+}
+
+}  // namespace detail
+
+// y[n, o, oy, ox] = relu?(scale[o] * sum_{c,i,j} w[o, c, i, j] * x[n, c, oy*sh - ph + i, ox*sw - pw + j]
+//                        + shift[o] + residual[n, o, oy, ox])
+// with every part of the epilogue optional (ConvEpilogue). y must not alias x or the residual.
+template <class T>
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, T* y, const ConvEpilogue<T>& ep) {
+  using namespace detail;
+  const TapCrop c = crop_taps(g);
+  if (c.empty) {
+    std::fill(y, y + g.n * g.o * g.out_plane(), T(0));
+    apply_epilogue(g, ep, y);
+    return;
+  }
+  if (c.cropped) {
+    T* wc = scratch<T>(xfer::detail::Scratch::Taps, g.o * c.g.ckk());
+    crop_weights(g, c, w, wc);
+    w = wc;
+  }
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    forward_packed(c.g, x, w, GemmEpilogue{.row_scale = ep.scale, .row_bias = ep.shift, .relu = ep.relu,
+                                           .residual = ep.residual}, y);
+    return;
+  }
+#endif
+  const bool bias_only = !ep.scale && !ep.residual && !ep.relu;
+  forward_generic(c.g, x, w, bias_only ? ep.shift : nullptr, y);
+  if (!bias_only) apply_epilogue(g, ep, y);
+}
+
+// y[n, o, oy, ox] = bias[o] + sum_{c,i,j} w[o, c, i, j] * x[n, c, oy*sh - ph + i, ox*sw - pw + j]
+template <class T>
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  conv2d_forward(g, x, w, y, ConvEpilogue<T>{.shift = bias});
+}
+
+// dx = conv2d_forward's adjoint applied to dy (overwrites dx).
+template <class T>
+void conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
+  using namespace detail;
+  const TapCrop c = crop_taps(g);
+  if (c.empty) {
+    std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));
+    return;
+  }
+  if (c.cropped) {
+    T* wc = scratch<T>(xfer::detail::Scratch::Taps, g.o * c.g.ckk());
+    crop_weights(g, c, w, wc);
+    w = wc;
+  }
+  backward_data_full(c.g, dy, w, dx);
+}
+
+// dw += dy (x) im2col(x), db += sum over n, oy, ox of dy (either may be null to skip it).
+template <class T>
+void conv2d_backward_weights(const Conv2dGeometry& g, const T* x, const T* dy, T* dw, T* db) {
+  using namespace detail;
+  const int64_t P = g.out_plane();
+  if (db) {
+    XFER_OMP_FOR(g.n * g.o * P)
+    for (int64_t oc = 0; oc < g.o; ++oc) {
+      T s = 0;
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* d = dy + (n * g.o + oc) * P;
+        for (int64_t p = 0; p < P; ++p) s += d[p];
+      }
+      db[oc] += s;
+    }
+  }
+  const TapCrop c = crop_taps(g);
+  if (!dw || c.empty) return;  // taps that never touch the image get exactly zero gradient
+  if (!c.cropped) return backward_weights_full(g, x, dy, dw);
+  const int64_t kh = c.g.kh, kw = c.g.kw, planes = g.o * g.c;
+  T* dwc = scratch<T>(xfer::detail::Scratch::Taps, planes * kh * kw);
+  std::fill(dwc, dwc + planes * kh * kw, T(0));
+  backward_weights_full(c.g, x, dy, dwc);
+  for (int64_t q = 0; q < planes; ++q)
+    for (int64_t i = 0; i < kh; ++i)
+      for (int64_t j = 0; j < kw; ++j) dw[(q * g.kh + c.i0 + i) * g.kw + c.j0 + j] += dwc[(q * kh + i) * kw + j];
 }
 
 // ---- naive references (tests only) ---------------------------------------------------------------

@@ -51,10 +51,13 @@ View<T> batch_folded(T* data, int64_t channels, int64_t P) {
   return {data, {P}, {1, P, channels * P}};
 }
 
+// C = relu?(row_scale[r] * (A*B) + row_bias[r] + residual (+ C when accumulating)); null terms are left out.
 struct GemmEpilogue {
-  bool accumulate = false;       // C += A*B instead of C = A*B
-  const float* row_bias = nullptr;  // added to every element of row r
-  bool relu = false;             // max(., 0) after the bias
+  bool accumulate = false;           // C += ... instead of C = ...
+  const float* row_scale = nullptr;  // multiplies every element of row r of A*B
+  const float* row_bias = nullptr;   // added to every element of row r
+  bool relu = false;                 // max(., 0) last
+  const float* residual = nullptr;   // added element-wise; laid out like C (same view, other base)
 };
 
 inline constexpr bool gemm_available() {
@@ -224,9 +227,13 @@ inline void pack_b(const View<const float>& B, int64_t k0, int64_t kc, int64_t c
 // Writes the mc x nc tile buffer (row stride ldt) into C at (r0, c0) through the epilogue.
 inline void store_tile(const float* tile, int64_t ldt, const View<float>& C, int64_t r0, int64_t mc, int64_t c0,
                        int64_t nc, const GemmEpilogue& ep) {
+  const bool plain = !ep.accumulate && !ep.relu && !ep.residual;
   for (int64_t i = 0; i < mc; ++i) {
     const float* t = tile + i * ldt;
-    float* rowp = C.data + C.row.offset(r0 + i);
+    const int64_t row_off = C.row.offset(r0 + i);
+    float* rowp = C.data + row_off;
+    const float* res_row = ep.residual ? ep.residual + row_off : nullptr;
+    const float scale = ep.row_scale ? ep.row_scale[r0 + i] : 1.0f;
     const float bias = ep.row_bias ? ep.row_bias[r0 + i] : 0.0f;
     int64_t j = 0;
     while (j < nc) {
@@ -234,25 +241,25 @@ inline void store_tile(const float* tile, int64_t ldt, const View<float>& C, int
       const int64_t c = c0 + j;
       int64_t run = nc - j;
       if (C.col.folded()) run = std::min(run, C.col.period - c % C.col.period);
-      float* d = rowp + C.col.offset(c);
+      const int64_t off = C.col.offset(c), st = C.col.stride;
+      float* d = rowp + off;
+      const float* r = res_row ? res_row + off : nullptr;
       const float* s = t + j;
-      if (C.col.stride == 1) {
-        if (ep.accumulate && !ep.relu)
-          for (int64_t q = 0; q < run; ++q) d[q] += s[q] + bias;
-        else if (!ep.accumulate && !ep.relu)
-          for (int64_t q = 0; q < run; ++q) d[q] = s[q] + bias;
-        else
-          for (int64_t q = 0; q < run; ++q) {
-            float v = s[q] + bias + (ep.accumulate ? d[q] : 0.0f);
-            d[q] = v > 0.0f ? v : 0.0f;
-          }
+      if (st == 1 && plain) {
+        for (int64_t q = 0; q < run; ++q) d[q] = s[q] * scale + bias;
+      } else if (st == 1) {
+        for (int64_t q = 0; q < run; ++q) {
+          float v = s[q] * scale + bias;
+          if (r) v += r[q];
+          if (ep.accumulate) v += d[q];
+          d[q] = ep.relu && v < 0.0f ? 0.0f : v;
+        }
       } else {
         for (int64_t q = 0; q < run; ++q) {
-          float& dst = d[q * C.col.stride];
-          float v = s[q] + bias;
-          if (ep.accumulate) v += dst;
-          if (ep.relu) v = v > 0.0f ? v : 0.0f;
-          dst = v;
+          float v = s[q] * scale + bias;
+          if (r) v += r[q * st];
+          if (ep.accumulate) v += d[q * st];
+          d[q * st] = ep.relu && v < 0.0f ? 0.0f : v;
         }
       }
       j += run;

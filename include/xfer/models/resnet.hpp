@@ -98,18 +98,9 @@ class ResNet : public Model<T> {
     }
   }
 
-  // Every conv feeds exactly one BN: pair them so eval-mode / frozen BN folds into the conv.
-  void pair_conv_bn() {
-    conv1_->fold_into(bn1_.get());
-    for (auto& [name, m] : this->named_modules())
-      if (auto* block = dynamic_cast<nn::BasicBlock<T>*>(m)) {
-        block->conv1().fold_into(&block->bn1());
-        block->conv2().fold_into(&block->bn2());
-        if (auto* ds = block->downsample())
-          if (auto* c = dynamic_cast<nn::Conv2d<T>*>(&(*ds)[0]))
-            if (auto* b = dynamic_cast<nn::BatchNorm2d<T>*>(&(*ds)[1])) c->fold_into(b);
-      }
-  }
+  // The stem's conv feeds exactly one BN and then the ReLU: pair them so eval-mode / frozen BN
+  // folds into the conv (the blocks pair their own layers).
+  void pair_conv_bn() { conv1_->fold_into(bn1_.get(), relu_.get()); }
 
   ResNetOptions opt_;
   std::shared_ptr<nn::Conv2d<T>> conv1_;

@@ -42,8 +42,8 @@ class VGG : public Model<T> {
         continue;
       }
       auto conv = features_->push_back(std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{in, v, 3, 1, 1, true}, rng));
-      conv->fold_into(features_->push_back(std::make_shared<nn::BatchNorm2d<T>>(v)).get());  // BN folds in eval
-      features_->push_back(std::make_shared<nn::ReLU<T>>());
+      auto bn = features_->push_back(std::make_shared<nn::BatchNorm2d<T>>(v));
+      conv->fold_into(bn.get(), features_->push_back(std::make_shared<nn::ReLU<T>>()).get());  // fused in eval
       in = v;
     }
     chain_ = {features_.get()};

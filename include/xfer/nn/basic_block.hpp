@@ -28,9 +28,13 @@ class BasicBlock : public Module<T> {
     bn2_ = this->register_module("bn2", std::make_shared<BatchNorm2d<T>>(o.out_channels));
     if (o.stride != 1 || o.in_channels != o.out_channels) {
       downsample_ = this->register_module("downsample", std::make_shared<Sequential<T>>());
-      downsample_->push_back(std::make_shared<Conv2d<T>>(Conv2dOptions{o.in_channels, o.out_channels, 1, o.stride, 0, false}, rng));
-      downsample_->push_back(std::make_shared<BatchNorm2d<T>>(o.out_channels));
+      auto ds_conv = downsample_->push_back(std::make_shared<Conv2d<T>>(Conv2dOptions{o.in_channels, o.out_channels, 1, o.stride, 0, false}, rng));
+      ds_conv->fold_into(downsample_->push_back(std::make_shared<BatchNorm2d<T>>(o.out_channels)).get());
     }
+    // Eval-mode / frozen BN folds into the convolutions; conv2 then also adds the shortcut and
+    // applies the final ReLU in its epilogue (see forward_impl).
+    conv1_->fold_into(bn1_.get(), &relu_mid_);
+    conv2_->fold_into(bn2_.get(), &relu_out_);
   }
   std::string type_name() const override { return "BasicBlock"; }
   std::string extra_repr() const override {
@@ -44,8 +48,21 @@ class BasicBlock : public Module<T> {
 
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
-    const Tensor<T>& h = bn2_->forward(conv2_->forward(relu_mid_.forward(bn1_->forward(conv1_->forward(x)))));
     const Tensor<T>& s = downsample_ ? downsample_->forward(x) : x;
+    const Tensor<T>& mid = relu_mid_.forward(bn1_->forward(conv1_->forward(x)));
+    if (conv2_->folds_bn()) {
+      // relu(bn2(conv2(mid)) + s) in conv2's epilogue: bn2 and relu_out_ pass its output through.
+      const Shape expect{s.dim(0), conv2_->options().out_channels, mid.dim(2), mid.dim(3)};
+      XFER_CHECK(s.shape() == expect, this->label(), ": shortcut shape ", shape_str(s.shape()),
+                 " differs from residual branch shape ", shape_str(expect));
+      conv2_->set_residual(&s);
+      struct Clear {
+        Conv2d<T>* c;
+        ~Clear() { c->set_residual(nullptr); }
+      } clear{conv2_.get()};
+      return relu_out_.forward(bn2_->forward(conv2_->forward(mid)));
+    }
+    const Tensor<T>& h = bn2_->forward(conv2_->forward(mid));
     XFER_CHECK(h.shape() == s.shape(), this->label(), ": residual branch shape ", shape_str(h.shape()),
                " differs from shortcut shape ", shape_str(s.shape()));
     sum_.resize(h.shape());

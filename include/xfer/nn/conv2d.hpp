@@ -1,6 +1,7 @@
 // Conv2d: 2-D convolution over NCHW input with OIHW weights (torchvision names: weight, bias).
-// A model may pair it with the BatchNorm2d that consumes its output (fold_into()); while that BN
-// is foldable() the convolution runs with BN folded into a scratch copy of its weights and bias.
+// A model may pair it with the BatchNorm2d that consumes its output and the ReLU after that
+// (fold_into()); while that BN is foldable() the convolution applies BN (and the ReLU, and a
+// residual the ResNet block hands it) in the GEMM epilogue, and those layers pass its output through.
 #pragma once
 
 #include <vector>
@@ -10,6 +11,7 @@
 #include "xfer/nn/batchnorm.hpp"
 #include "xfer/nn/init.hpp"
 #include "xfer/nn/module.hpp"
+#include "xfer/nn/relu.hpp"
 
 namespace xfer::nn {
 
@@ -50,12 +52,20 @@ class Conv2d : public Module<T> {
     if (bias_) init::default_bias(*bias_, init::fan_in(weight_), rng);
   }
 
-  // Pairs this convolution with the BatchNorm2d that is applied to its output, and nothing else.
-  void fold_into(BatchNorm2d<T>* bn) {
+  // Pairs this convolution with the BatchNorm2d that is applied to its output, and nothing else,
+  // and optionally the ReLU applied right after that BN.
+  void fold_into(BatchNorm2d<T>* bn, ReLU<T>* relu = nullptr) {
     XFER_CHECK(bn == nullptr || bn->options().num_features == opt_.out_channels, this->label(),
                ": cannot fold a BatchNorm2d with ", bn ? bn->options().num_features : 0, " channels");
+    XFER_CHECK(bn != nullptr || relu == nullptr, this->label(), ": a ReLU can only be fused together with a BatchNorm2d");
     bn_ = bn;
+    relu_ = relu;
   }
+  // True when the next forward applies the paired BN in its epilogue.
+  bool folds_bn() const { return bn_ != nullptr && bn_->foldable(); }
+  // A tensor shaped like the output that the next folded forward adds before the ReLU (the ResNet
+  // block's shortcut); only valid while folds_bn(). Cleared by passing nullptr.
+  void set_residual(const Tensor<T>* r) { residual_ = r; }
 
   // The geometry this layer applies to an input of the given shape (validates the shape).
   kernels::Conv2dGeometry geometry(const Shape& s) const {
@@ -76,29 +86,30 @@ class Conv2d : public Module<T> {
     geom_ = geometry(x.shape());
     x_ = &x;
     y_.resize({geom_.n, geom_.o, geom_.oh, geom_.ow});
-    if (bn_ && bn_->foldable()) {
-      // w'[o] = w[o] * scale[o], b' = b * scale + shift: recomputed each time (O*C*k*k work, far
-      // below the convolution's), so it can never go stale when parameters or statistics change.
-      const int64_t O = geom_.o, K = geom_.ckk();
-      folded_w_.resize(static_cast<size_t>(O * K));
-      folded_b_.resize(static_cast<size_t>(2 * O));
-      T* scale = folded_b_.data() + O;
-      bn_->fold_coefficients(scale, folded_b_.data());
-      const T* w = weight_.value;
-      T* fw = folded_w_.data();
-      XFER_OMP_FOR(O * K)
-      for (int64_t o = 0; o < O; ++o) {
-        const T so = scale[o];
-#pragma omp simd
-        for (int64_t k = 0; k < K; ++k) fw[o * K + k] = w[o * K + k] * so;
-      }
+    if (folds_bn()) {
+      // y = relu?(scale * conv(x, w) + shift + residual), with BN's scale/shift recomputed each time
+      // (O values) so the fold can never go stale when parameters or statistics change.
+      const int64_t O = geom_.o;
+      folded_.resize(static_cast<size_t>(2 * O));
+      T* scale = folded_.data() + O;
+      T* shift = folded_.data();
+      bn_->fold_coefficients(scale, shift);
       if (bias_)
-        for (int64_t o = 0; o < O; ++o) folded_b_[static_cast<size_t>(o)] += bias_->value[o] * scale[o];
-      kernels::conv2d_forward(geom_, x.data(), folded_w_.data(), folded_b_.data(), y_.data());
+        for (int64_t o = 0; o < O; ++o) shift[o] += bias_->value[o] * scale[o];
+      if (residual_)
+        XFER_CHECK(residual_->shape() == y_.shape(), this->label(), ": residual of shape ", shape_str(residual_->shape()),
+                   ", expected ", shape_str(y_.shape()));
+      kernels::conv2d_forward(geom_, x.data(), weight_.value, y_.data(),
+                              kernels::ConvEpilogue<T>{.scale = scale, .shift = shift,
+                                                       .residual = residual_ ? residual_->data() : nullptr,
+                                                       .relu = relu_ != nullptr});
       bn_->set_folded_input(&y_);
+      if (relu_) relu_->set_fused_input(&y_);
       return y_;
     }
+    XFER_CHECK(residual_ == nullptr, this->label(), ": a residual is only fused while the paired BatchNorm2d folds");
     if (bn_) bn_->set_folded_input(nullptr);
+    if (relu_) relu_->set_fused_input(nullptr);
     kernels::conv2d_forward(geom_, x.data(), weight_.value, bias_ ? bias_->value : nullptr, y_.data());
     return y_;
   }
@@ -124,7 +135,9 @@ class Conv2d : public Module<T> {
   const Tensor<T>* x_ = nullptr;
   Tensor<T> y_, dx_;
   BatchNorm2d<T>* bn_ = nullptr;  // paired BN (owned by the model), see fold_into()
-  AlignedVector<T> folded_w_, folded_b_;
+  ReLU<T>* relu_ = nullptr;       // paired ReLU after that BN
+  const Tensor<T>* residual_ = nullptr;
+  AlignedVector<T> folded_;  // BN's folded shift and scale
 };
 
 }  // namespace xfer::nn

@@ -1,4 +1,6 @@
 // ReLU: y = max(x, 0). Backward uses the output's sign, so the input need not be kept.
+// A Conv2d paired with this layer (Conv2d::fold_into) may apply it in its own epilogue while its
+// BatchNorm is folded; it then announces its output here and this layer passes it through.
 #pragma once
 
 #include "xfer/core/parallel.hpp"
@@ -11,24 +13,33 @@ class ReLU : public Module<T> {
  public:
   std::string type_name() const override { return "ReLU"; }
 
+ // Set by the paired convolution: its output `y` is already rectified.
+  void set_fused_input(const Tensor<T>* y) { fused_input_ = y; }
+
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
+    if (fused_input_ == &x) {
+      out_ = &x;
+      return x;
+    }
     y_.resize(x.shape());
     const int64_t n = x.numel();
     const T* a = x.data();
     T* b = y_.data();
     XFER_OMP_FOR(n)
     for (int64_t i = 0; i < n; ++i) b[i] = a[i] > T(0) ? a[i] : T(0);
+    out_ = &y_;
     return y_;
   }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_tensor();
-    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(y_.shape()));
+    XFER_CHECK(out_ != nullptr, this->label(), ": backward called before forward");
+    XFER_CHECK(dy.shape() == out_->shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
+               ", expected ", shape_str(out_->shape()));
     dx_.resize(dy.shape());
     const int64_t n = dy.numel();
     const T* g = dy.data();
-    const T* y = y_.data();
+    const T* y = out_->data();
     T* d = dx_.data();
     XFER_OMP_FOR(n)
     for (int64_t i = 0; i < n; ++i) d[i] = y[i] > T(0) ? g[i] : T(0);
@@ -37,6 +48,8 @@ class ReLU : public Module<T> {
 
  private:
   Tensor<T> y_, dx_;
+  const Tensor<T>* out_ = nullptr;          // the last output: y_, or the fused input passed through
+  const Tensor<T>* fused_input_ = nullptr;  // see set_fused_input()
 };
 
 }  // namespace xfer::nn
