@@ -523,7 +523,15 @@ inline TapCrop crop_taps(const Conv2dGeometry& g) {
 // w[o, c, i0 + i, j0 + j] for the cropped taps, into `out` (OIHW of the cropped geometry).
 template <class T>
 void crop_weights(const Conv2dGeometry& full, const TapCrop& c, const T* w, T* out) {
-  const int64_t kh = c.g.kh, kw = c.g.kw, planes = full.o * full.c;
+  // Memory-bound (a 1-in-9 gather still touches every cache line of w): both threads read.
+  const int64_t kh = c.g.kh, kw = c.g.kw, planes = full.o * full.c, KK = full.kh * full.kw;
+  if (kh == 1 && kw == 1) {
+    const T* src = w + c.i0 * full.kw + c.j0;
+    XFER_OMP_FOR(planes * KK)
+    for (int64_t q = 0; q < planes; ++q) out[q] = src[q * KK];
+    return;
+  }
+  XFER_OMP_FOR(planes * KK)
   for (int64_t q = 0; q < planes; ++q)
     for (int64_t i = 0; i < kh; ++i)
       for (int64_t j = 0; j < kw; ++j)

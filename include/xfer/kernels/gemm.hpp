@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -227,6 +228,21 @@ inline void pack_b(const View<const float>& B, int64_t k0, int64_t kc, int64_t c
 // Writes the mc x nc tile buffer (row stride ldt) into C at (r0, c0) through the epilogue.
 inline void store_tile(const float* tile, int64_t ldt, const View<float>& C, int64_t r0, int64_t mc, int64_t c0,
                        int64_t nc, const GemmEpilogue& ep) {
+  // Runs of consecutive destination columns (one per image plane when the batch is folded into
+  // the columns), found once per tile: on 1x1 maps every column is its own run.
+  struct Run {
+    int64_t j, len, off;
+  };
+  thread_local std::vector<Run> runs;
+  runs.clear();
+  for (int64_t j = 0; j < nc;) {
+    const int64_t c = c0 + j;
+    int64_t len = nc - j;
+    if (C.col.folded()) len = std::min(len, C.col.period - c % C.col.period);
+    runs.push_back({j, len, C.col.offset(c)});
+    j += len;
+  }
+  const int64_t st = C.col.stride;
   const bool plain = !ep.accumulate && !ep.relu && !ep.residual;
   for (int64_t i = 0; i < mc; ++i) {
     const float* t = tile + i * ldt;
@@ -235,34 +251,27 @@ inline void store_tile(const float* tile, int64_t ldt, const View<float>& C, int
     const float* res_row = ep.residual ? ep.residual + row_off : nullptr;
     const float scale = ep.row_scale ? ep.row_scale[r0 + i] : 1.0f;
     const float bias = ep.row_bias ? ep.row_bias[r0 + i] : 0.0f;
-    int64_t j = 0;
-    while (j < nc) {
-      // Longest run of consecutive destination elements starting at column c0 + j.
-      const int64_t c = c0 + j;
-      int64_t run = nc - j;
-      if (C.col.folded()) run = std::min(run, C.col.period - c % C.col.period);
-      const int64_t off = C.col.offset(c), st = C.col.stride;
-      float* d = rowp + off;
-      const float* r = res_row ? res_row + off : nullptr;
-      const float* s = t + j;
+    for (const Run& run : runs) {
+      float* d = rowp + run.off;
+      const float* r = res_row ? res_row + run.off : nullptr;
+      const float* s = t + run.j;
       if (st == 1 && plain) {
-        for (int64_t q = 0; q < run; ++q) d[q] = s[q] * scale + bias;
+        for (int64_t q = 0; q < run.len; ++q) d[q] = s[q] * scale + bias;
       } else if (st == 1) {
-        for (int64_t q = 0; q < run; ++q) {
+        for (int64_t q = 0; q < run.len; ++q) {
           float v = s[q] * scale + bias;
           if (r) v += r[q];
           if (ep.accumulate) v += d[q];
           d[q] = ep.relu && v < 0.0f ? 0.0f : v;
         }
       } else {
-        for (int64_t q = 0; q < run; ++q) {
+        for (int64_t q = 0; q < run.len; ++q) {
           float v = s[q] * scale + bias;
           if (r) v += r[q * st];
           if (ep.accumulate) v += d[q * st];
           d[q * st] = ep.relu && v < 0.0f ? 0.0f : v;
         }
       }
-      j += run;
     }
   }
 }
