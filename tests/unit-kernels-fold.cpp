@@ -167,3 +167,26 @@ TEST_CASE("frozen BN under trainable convolutions: the fused conv+BN+residual+Re
     }
   CHECK(checked == 22);  // 20 conv weights + fc weight and bias
 }
+
+TEST_CASE("fusion announcements last one forward: unpairing after fused forwards gives the plain result") {
+  auto plain = models::create<float>("resnet18", {.num_classes = 10, .seed = 9});
+  randomize_bn(*plain, 13);
+  unpair_all(*plain);
+  const auto x = random_input(2, 32, 5);
+  for (bool training : {false, true}) {
+    INFO((training ? "train mode (BN + ReLU fused)" : "inference (conv + BN + ReLU fused)"));
+    auto fresh = models::create<float>("resnet18", {.num_classes = 10, .seed = 9});
+    randomize_bn(*fresh, 13);
+    if (training) {
+      fresh->train();
+      plain->train();
+    } else {
+      nn::prepare_inference(*fresh);
+      nn::prepare_inference(*plain);
+    }
+    (void)fresh->forward(x);  // fused: conv/BN announce their outputs to the layers after them
+    unpair_all(*fresh);
+    const Tensor<float> out = fresh->forward(x);
+    CHECK(max_rel_diff(out, plain->forward(x)) < 1e-4);
+  }
+}

@@ -62,12 +62,16 @@ class BasicBlock : public Module<T> {
       } clear{conv2_.get()};
       return relu_out_.forward(bn2_->forward(conv2_->forward(mid)));
     }
-    const Tensor<T>& h = bn2_->forward(conv2_->forward(mid));
+    // Otherwise bn2 adds the shortcut and applies the ReLU in its normalisation pass.
+    const Tensor<T>& h = conv2_->forward(mid);
     XFER_CHECK(h.shape() == s.shape(), this->label(), ": residual branch shape ", shape_str(h.shape()),
                " differs from shortcut shape ", shape_str(s.shape()));
-    sum_.resize(h.shape());
-    sum_.array() = h.array() + s.array();
-    return relu_out_.forward(sum_);
+    bn2_->set_residual(&s);
+    struct Clear {
+      BatchNorm2d<T>* b;
+      ~Clear() { b->set_residual(nullptr); }
+    } clear{bn2_.get()};
+    return relu_out_.forward(bn2_->forward(h));
   }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     const Tensor<T>& d = relu_out_.backward(dy);
@@ -90,7 +94,7 @@ class BasicBlock : public Module<T> {
   std::shared_ptr<BatchNorm2d<T>> bn1_, bn2_;
   std::shared_ptr<Sequential<T>> downsample_;
   ReLU<T> relu_mid_, relu_out_;  // stateful (they cache outputs), so one per use; no parameters
-  Tensor<T> sum_, dx_;
+  Tensor<T> dx_;
 };
 
 }  // namespace xfer::nn

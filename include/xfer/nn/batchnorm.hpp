@@ -11,6 +11,11 @@
 // frozen, or set_inference_folding(true)); this layer then passes its input through. The fold is
 // recomputed from the current parameters on every forward, so it is never stale, and the
 // trainable form is untouched.
+//
+// Fusion when not folded: a ReLU paired with this layer (set_following_relu, done by
+// Conv2d::fold_into) and a residual handed in by the ResNet block (set_residual) are applied in
+// the normalisation pass, y = relu(bn(x) + residual), and the ReLU passes y through: one pass over
+// the activations instead of three, and no separate tensors for the sum and the ReLU output.
 #pragma once
 
 #include <cmath>
@@ -19,6 +24,7 @@
 #include "xfer/core/parallel.hpp"
 #include "xfer/nn/init.hpp"
 #include "xfer/nn/module.hpp"
+#include "xfer/nn/relu.hpp"
 
 namespace xfer::nn {
 
@@ -88,6 +94,11 @@ class BatchNorm2d : public Module<T> {
   }
   // Set by the paired convolution: its output `y` already has this layer applied.
   void set_folded_input(const Tensor<T>* y) { folded_input_ = y; }
+  // The ReLU that consumes this layer's output (null: none), applied in the normalisation pass.
+  void set_following_relu(ReLU<T>* relu) { relu_ = relu; }
+  // A tensor shaped like the output, added before the ReLU on the next unfolded forward (the
+  // ResNet block's shortcut). Cleared by passing nullptr.
+  void set_residual(const Tensor<T>* r) { residual_ = r; }
 
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
@@ -95,7 +106,9 @@ class BatchNorm2d : public Module<T> {
     XFER_CHECK(x.dim(1) == opt_.num_features, this->label(), ": expected input with ", opt_.num_features,
                " channels, got shape ", shape_str(x.shape()));
     const int64_t N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3), M = N * P;
-    if (folded_input_ == &x && foldable()) {
+    const bool announced = folded_input_ == &x;
+    folded_input_ = nullptr;  // one forward only: the convolution announces every time
+    if (announced && foldable()) {
       // The convolution before us already normalised: pass through, keep what backward needs.
       folded_ = true;
       batch_stats_ = false;
@@ -109,6 +122,9 @@ class BatchNorm2d : public Module<T> {
       return x;
     }
     folded_ = false;
+    if (residual_)
+      XFER_CHECK(residual_->shape() == x.shape(), this->label(), ": residual of shape ", shape_str(residual_->shape()),
+                 ", expected ", shape_str(x.shape()));
     batch_stats_ = uses_batch_stats();
     XFER_CHECK(!batch_stats_ || M > 1, this->label(), ": training needs more than one value per channel, got shape ",
                shape_str(x.shape()));
@@ -118,6 +134,8 @@ class BatchNorm2d : public Module<T> {
     invstd_.resize(static_cast<size_t>(C));
     const T* xd = x.data();
     T* yd = y_.data();
+    const T* rd = residual_ ? residual_->data() : nullptr;
+    const bool relu = relu_ != nullptr;
     XFER_OMP_FOR(N * C * P)
     for (int64_t c = 0; c < C; ++c) {
       double mean, var;
@@ -160,10 +178,20 @@ class BatchNorm2d : public Module<T> {
       for (int64_t n = 0; n < N; ++n) {
         const T* p = xd + (n * C + c) * P;
         T* q = yd + (n * C + c) * P;
-        for (int64_t i = 0; i < P; ++i) q[i] = p[i] * scale + shift;
+        const T* r = rd ? rd + (n * C + c) * P : nullptr;
+        if (!r && !relu)
+          for (int64_t i = 0; i < P; ++i) q[i] = p[i] * scale + shift;
+        else if (!r)
+          for (int64_t i = 0; i < P; ++i) q[i] = std::max(p[i] * scale + shift, T(0));
+        else
+          for (int64_t i = 0; i < P; ++i) {
+            const T v = p[i] * scale + shift + r[i];
+            q[i] = relu ? std::max(v, T(0)) : v;
+          }
       }
     }
     if (batch_stats_) ++num_batches_tracked_;
+    if (relu_) relu_->set_fused_input(&y_);
     return y_;
   }
 
@@ -232,6 +260,8 @@ class BatchNorm2d : public Module<T> {
   bool inference_folding_ = false;
   bool folded_ = false;  // the last forward passed a folded conv output through
   const Tensor<T>* folded_input_ = nullptr;
+  ReLU<T>* relu_ = nullptr;              // see set_following_relu()
+  const Tensor<T>* residual_ = nullptr;  // see set_residual()
   const Tensor<T>* x_ = nullptr;
   Tensor<T> y_, dx_;
   std::vector<T> mean_, invstd_;

@@ -58,8 +58,10 @@ class Conv2d : public Module<T> {
     XFER_CHECK(bn == nullptr || bn->options().num_features == opt_.out_channels, this->label(),
                ": cannot fold a BatchNorm2d with ", bn ? bn->options().num_features : 0, " channels");
     XFER_CHECK(bn != nullptr || relu == nullptr, this->label(), ": a ReLU can only be fused together with a BatchNorm2d");
+    if (bn_) bn_->set_following_relu(nullptr);
     bn_ = bn;
     relu_ = relu;
+    if (bn_) bn_->set_following_relu(relu_);  // unfolded, BN applies the ReLU in its own pass
   }
   // True when the next forward applies the paired BN in its epilogue.
   bool folds_bn() const { return bn_ != nullptr && bn_->foldable(); }
@@ -108,8 +110,7 @@ class Conv2d : public Module<T> {
       return y_;
     }
     XFER_CHECK(residual_ == nullptr, this->label(), ": a residual is only fused while the paired BatchNorm2d folds");
-    if (bn_) bn_->set_folded_input(nullptr);
-    if (relu_) relu_->set_fused_input(nullptr);
+    if (bn_) bn_->set_folded_input(nullptr);  // BN normalises (and applies the ReLU) itself
     kernels::conv2d_forward(geom_, x.data(), weight_.value, bias_ ? bias_->value : nullptr, y_.data());
     return y_;
   }

@@ -18,7 +18,9 @@ class ReLU : public Module<T> {
 
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
-    if (fused_input_ == &x) {
+    const bool fused = fused_input_ == &x;
+    fused_input_ = nullptr;  // one forward only: the producer announces every time
+    if (fused) {
       out_ = &x;
       return x;
     }
