@@ -46,3 +46,28 @@ TEST_CASE("Tensor resize keeps the allocation when shrinking") {
   auto d = t.cast<double>();
   CHECK(d.shape() == xfer::Shape{2, 4});
 }
+
+TEST_CASE("recycled tensor storage is reused by the best fitting later resize") {
+  xfer::free_spare_buffers();
+  Tensor<float> big({1000}), small({100});
+  const float* big_data = big.data();
+  const float* small_data = small.data();
+  big.recycle();
+  small.recycle();
+  CHECK(big.numel() == 0);
+  CHECK(small.numel() == 0);
+  // 90 elements fit both spares: the smaller one is taken, the larger stays for a larger request.
+  Tensor<float> a, b, c;
+  a.resize({90});
+  CHECK(a.data() == small_data);
+  b.resize({3, 300});
+  CHECK(b.data() == big_data);
+  c.resize({5});  // nothing left to reuse: a fresh allocation
+  CHECK(c.data() != big_data);
+  CHECK(c.data() != small_data);
+  CHECK(xfer::detail::spare_buffers<float>().bytes() == 0);
+  a.recycle();
+  CHECK(xfer::detail::spare_buffers<float>().bytes() >= 100 * sizeof(float));
+  xfer::free_spare_buffers();
+  CHECK(xfer::detail::spare_buffers<float>().bytes() == 0);
+}

@@ -1,5 +1,8 @@
 // Tensor<T>: an owning, contiguous, row-major array with a shape (NCHW for images).
-// Resizing keeps the allocation when it is large enough, so per-step buffers are reused.
+// Resizing keeps the allocation when it is large enough, so per-step buffers are reused; a tensor
+// whose contents are dead can hand its allocation to this thread's spare-buffer pool (recycle()),
+// and a resize that needs more room takes the best fitting spare first. Backward passes recycle
+// each layer's input gradient once the layer below has consumed it.
 #pragma once
 
 #include <Eigen/Core>
@@ -32,6 +35,53 @@ inline std::string shape_str(const Shape& s) {
     out += std::to_string(s[i]);
   }
   return out + "]";
+}
+
+namespace detail {
+// Allocations given back by recycle(), per thread and scalar type.
+template <class T>
+class SpareBuffers {
+ public:
+  // Swaps the smallest spare with capacity >= n into `v` (v's old allocation becomes a spare);
+  // leaves v alone when none fits.
+  void take(size_t n, AlignedVector<T>& v) {
+    size_t best = spares_.size();
+    for (size_t i = 0; i < spares_.size(); ++i)
+      if (spares_[i].capacity() >= n && (best == spares_.size() || spares_[i].capacity() < spares_[best].capacity()))
+        best = i;
+    if (best == spares_.size()) return;
+    v.swap(spares_[best]);
+    if (spares_[best].capacity() == 0) {
+      spares_[best].swap(spares_.back());
+      spares_.pop_back();
+    }
+  }
+  // Keeps v's size: a later resize within it then writes nothing (clearing would make it zero-fill).
+  void give(AlignedVector<T>& v) {
+    if (v.capacity() == 0) return;
+    spares_.emplace_back().swap(v);
+  }
+  void clear() { spares_.clear(); }
+  size_t bytes() const {
+    size_t b = 0;
+    for (const auto& s : spares_) b += s.capacity() * sizeof(T);
+    return b;
+  }
+
+ private:
+  std::vector<AlignedVector<T>> spares_;
+};
+template <class T>
+SpareBuffers<T>& spare_buffers() {
+  thread_local SpareBuffers<T> pool;
+  return pool;
+}
+}  // namespace detail
+
+// Frees the calling thread's spare buffers (what finished backward passes left for reuse).
+inline void free_spare_buffers() {
+  detail::spare_buffers<float>().clear();
+  detail::spare_buffers<double>().clear();
 }
 
 template <class T>
@@ -94,7 +144,15 @@ class Tensor {
   void resize(Shape shape) {
     check_shape(shape);
     shape_ = std::move(shape);
-    data_.resize(static_cast<size_t>(shape_numel(shape_)));
+    const auto n = static_cast<size_t>(shape_numel(shape_));
+    if (data_.capacity() < n) detail::spare_buffers<T>().take(n, data_);
+    data_.resize(n);
+  }
+  // The contents are dead: gives the allocation to the thread's spare-buffer pool and leaves an
+  // empty tensor (shape [0]).
+  void recycle() {
+    shape_ = {0};
+    detail::spare_buffers<T>().give(data_);
   }
   // Same elements, new shape with the same element count.
   Tensor& reshape(Shape shape) {

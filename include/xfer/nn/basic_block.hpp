@@ -82,9 +82,16 @@ class BasicBlock : public Module<T> {
       const bool run = need_input_grad || downsample_->has_trainable();
       dshort = run ? &downsample_->backward(d, need_input_grad) : nullptr;
     }
-    if (!need_input_grad) return this->empty_tensor();
+    if (!need_input_grad) {
+      relu_out_.release_input_grad();
+      return this->empty_tensor();
+    }
     dx_.resize(dmain->shape());
     dx_.array() = dmain->array() + dshort->array();
+    // All three gradients are consumed (dshort may be d itself: released once, through relu_out_).
+    conv1_->release_input_grad();
+    if (downsample_) downsample_->release_input_grad();
+    relu_out_.release_input_grad();
     return dx_;
   }
 

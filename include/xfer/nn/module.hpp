@@ -83,7 +83,17 @@ class Module {
   // (returns an empty tensor) and only accumulates the gradients of its trainable parameters.
   const Tensor<T>& backward(const Tensor<T>& dy, bool need_input_grad = true) {
     ++backward_calls_;
-    return backward_impl(dy, need_input_grad);
+    const Tensor<T>& dx = backward_impl(dy, need_input_grad);
+    input_grad_ = &dx;
+    return dx;
+  }
+  // Called by whoever consumed the input gradient the last backward returned (the layer below in
+  // a chain): its storage goes back to the spare-buffer pool for the next layer's gradient, so a
+  // backward pass keeps a few gradient tensors alive instead of one per layer. A module that
+  // returned a tensor of a child releases that child's.
+  void release_input_grad() {
+    if (input_grad_ && input_grad_ != &empty_tensor()) const_cast<Tensor<T>*>(input_grad_)->recycle();
+    input_grad_ = nullptr;
   }
   // How often backward ran on this module (tests use it to prove frozen layers do no work).
   int64_t backward_calls() const { return backward_calls_; }
@@ -306,6 +316,7 @@ class Module {
   std::string path_;
   bool training_ = true;
   int64_t backward_calls_ = 0;
+  const Tensor<T>* input_grad_ = nullptr;  // what the last backward returned (release_input_grad)
 };
 
 namespace detail {
@@ -320,8 +331,14 @@ const Tensor<T>* chain_backward(const std::vector<Module<T>*>& chain, const Tens
   const Tensor<T>* cur = &dy;
   for (size_t i = n; i-- > 0;) {
     const bool need_dx = need_input_grad || trainable_below[i];
-    if (!need_dx && !chain[i]->has_trainable()) return nullptr;
-    cur = &chain[i]->backward(*cur, need_dx);
+    if (!need_dx && !chain[i]->has_trainable()) {
+      if (i + 1 < n) chain[i + 1]->release_input_grad();
+      return nullptr;
+    }
+    const Tensor<T>* next = &chain[i]->backward(*cur, need_dx);
+    // chain[i + 1]'s input gradient is consumed (the caller's dy is theirs to keep).
+    if (i + 1 < n && next != cur) chain[i + 1]->release_input_grad();
+    cur = next;
   }
   return need_input_grad ? cur : nullptr;
 }
