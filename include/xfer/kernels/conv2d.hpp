@@ -209,34 +209,52 @@ inline void pack_im2col_b(const Conv2dGeometry& g, const float* x, int64_t k0, i
       return true;
     };
     const int run = groups_of(16) ? 16 : groups_of(8) ? 8 : groups_of(4) ? 4 : 0;
-    int64_t ch = k0 / KK, i = (k0 % KK) / g.kw, j = k0 % g.kw;
-    for (int64_t k = 0; k < kc; ++k) {
-      const int32_t off = static_cast<int32_t>(ch * HW + i * g.w + j);
+    // The padding masks depend on the tap alone: computed once per panel, not per (channel, tap).
+    auto mask_of = [&](int64_t i, int64_t j, int h) -> __mmask16 {
       const __m512i vi = _mm512_set1_epi32(static_cast<int32_t>(i)), vj = _mm512_set1_epi32(static_cast<int32_t>(j));
-      const __m512i voff = _mm512_set1_epi32(off);
-      for (int h = 0; h < 2; ++h) {
-        const __mmask16 m = _mm512_cmplt_epu32_mask(_mm512_add_epi32(viy[h], vi), vH) &
-                            _mm512_cmplt_epu32_mask(_mm512_add_epi32(vix[h], vj), vW);
-        float* dst = panel + k * 32 + 16 * h;
-        const int32_t* bh = base + 16 * h;
-        if (run == 16) {
-          _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m, x + (static_cast<int64_t>(bh[0]) + off)));
-        } else if (run == 8) {
-          _mm256_store_ps(dst, _mm256_maskz_loadu_ps(static_cast<__mmask8>(m), x + (static_cast<int64_t>(bh[0]) + off)));
-          _mm256_store_ps(dst + 8,
-                          _mm256_maskz_loadu_ps(static_cast<__mmask8>(m >> 8), x + (static_cast<int64_t>(bh[8]) + off)));
-        } else if (run == 4) {
-          for (int q = 0; q < 4; ++q)
-            _mm_store_ps(dst + 4 * q, _mm_maskz_loadu_ps(static_cast<__mmask8>((m >> (4 * q)) & 0xF),
-                                                         x + (static_cast<int64_t>(bh[4 * q]) + off)));
-        } else {
-          _mm512_store_ps(dst, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(vb[h], voff), x, 4));
+      return _mm512_cmplt_epu32_mask(_mm512_add_epi32(viy[h], vi), vH) &
+             _mm512_cmplt_epu32_mask(_mm512_add_epi32(vix[h], vj), vW);
+    };
+    constexpr int64_t kMaxTaps = 64;
+    __mmask16 tap_mask[kMaxTaps][2];
+    const bool cached = KK <= kMaxTaps;
+    if (cached)
+      for (int64_t t = 0; t < KK; ++t)
+        for (int h = 0; h < 2; ++h) tap_mask[t][h] = mask_of(t / g.kw, t % g.kw, h);
+    auto pack = [&](auto run_constant) {
+      constexpr int run = decltype(run_constant)::value;
+      int64_t ch = k0 / KK, t = k0 % KK, i = t / g.kw, j = t % g.kw;
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t off = ch * HW + i * g.w + j;
+        for (int h = 0; h < 2; ++h) {
+          const __mmask16 m = cached ? tap_mask[t][h] : mask_of(i, j, h);
+          float* dst = panel + k * 32 + 16 * h;
+          const float* src = x + off;
+          const int32_t* bh = base + 16 * h;
+          if constexpr (run == 16) {
+            _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m, src + bh[0]));
+          } else if constexpr (run == 8) {
+            _mm256_store_ps(dst, _mm256_maskz_loadu_ps(static_cast<__mmask8>(m), src + bh[0]));
+            _mm256_store_ps(dst + 8, _mm256_maskz_loadu_ps(static_cast<__mmask8>(m >> 8), src + bh[8]));
+          } else if constexpr (run == 4) {
+            for (int q = 0; q < 4; ++q)
+              _mm_store_ps(dst + 4 * q, _mm_maskz_loadu_ps(static_cast<__mmask8>((m >> (4 * q)) & 0xF), src + bh[4 * q]));
+          } else {
+            _mm512_store_ps(dst, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vb[h], src, 4));
+          }
+        }
+        ++t;
+        if (++j == g.kw) {
+          j = 0;
+          if (++i == g.kh) i = 0, t = 0, ++ch;
         }
       }
-      if (++j == g.kw) {
-        j = 0;
-        if (++i == g.kh) i = 0, ++ch;
-      }
+    };
+    switch (run) {
+      case 16: pack(std::integral_constant<int, 16>{}); break;
+      case 8: pack(std::integral_constant<int, 8>{}); break;
+      case 4: pack(std::integral_constant<int, 4>{}); break;
+      default: pack(std::integral_constant<int, 0>{}); break;
     }
   }
 }
