@@ -103,6 +103,10 @@ std::vector<Conv2dGeometry> fixed_shapes() {
       {.n = 3, .c = 8, .h = 1, .w = 3, .o = 5, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
       {.n = 2, .c = 6, .h = 2, .w = 1, .o = 7, .kh = 3, .kw = 3, .sh = 1, .sw = 2, .ph = 1, .pw = 1},
       {.n = 2, .c = 3, .h = 1, .w = 1, .o = 4, .kh = 1, .kw = 1, .sh = 3, .sw = 3, .ph = 2, .pw = 2},    // no tap in the image
+      // Output rows of 16 and 32 pixels (the weight gradient's transposing pack), with and without padding.
+      {.n = 3, .c = 5, .h = 6, .w = 16, .o = 20, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+      {.n = 2, .c = 7, .h = 5, .w = 34, .o = 9, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = 0},
+      {.n = 2, .c = 3, .h = 4, .w = 32, .o = 8, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
       // Big enough for several GEMM tiles, K blocks (> 256) and both threads.
       {.n = 3, .c = 40, .h = 13, .w = 11, .o = 150, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
       {.n = 9, .c = 64, .h = 4, .w = 4, .o = 72, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},

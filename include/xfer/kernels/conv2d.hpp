@@ -12,6 +12,7 @@
 #include <cstring>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/tensor.hpp"
@@ -259,10 +260,80 @@ inline void pack_im2col_b(const Conv2dGeometry& g, const float* x, int64_t k0, i
   }
 }
 
+// In-register transpose of a 16x16 float block: v[r][c] -> v[c][r].
+inline void transpose_16x16(__m512 v[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  // In every 128-bit lane L, u[4G + c] now holds column 4L + c of rows 4G..4G+3.
+  __m512 u[16];
+  for (int G = 0; G < 4; ++G) {
+    u[4 * G] = _mm512_shuffle_ps(t[4 * G], t[4 * G + 2], 0x44);
+    u[4 * G + 1] = _mm512_shuffle_ps(t[4 * G], t[4 * G + 2], 0xEE);
+    u[4 * G + 2] = _mm512_shuffle_ps(t[4 * G + 1], t[4 * G + 3], 0x44);
+    u[4 * G + 3] = _mm512_shuffle_ps(t[4 * G + 1], t[4 * G + 3], 0xEE);
+  }
+  // Transpose the 4x4 grid of 128-bit lanes for each c.
+  for (int c = 0; c < 4; ++c) {
+    const __m512 s0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), s1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+    const __m512 s2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), s3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+    v[c] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+    v[4 + c] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+    v[8 + c] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+    v[12 + c] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+  }
+}
+
+// pack_im2col_t_b for stride-1 convolutions whose rows come in runs of 16 pixels of one output
+// row (ow % 16 == 0): per 16 pixels and 16 taps, 16 masked contiguous loads and one 16x16
+// transpose instead of 16 gathers.
+inline void pack_im2col_t_rows16(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0,
+                                 int64_t nc, float* out) {
+  const int64_t P = g.out_plane(), HW = g.h * g.w, CHW = g.c * HW, KK = g.kh * g.kw;
+  thread_local std::vector<int64_t> tap_off, tap_i, tap_j;  // per column of the panel range
+  tap_off.resize(static_cast<size_t>(nc));
+  tap_i.resize(static_cast<size_t>(nc));
+  tap_j.resize(static_cast<size_t>(nc));
+  for (int64_t col = 0; col < nc; ++col) {
+    const int64_t k = c0 + col, ch = k / KK, i = (k % KK) / g.kw, j = k % g.kw;
+    tap_i[static_cast<size_t>(col)] = i;
+    tap_j[static_cast<size_t>(col)] = j;
+    tap_off[static_cast<size_t>(col)] = ch * HW + i * g.w + j;
+  }
+  for (int64_t rg = 0; rg < rc; rg += 16) {
+    const int64_t r = r0 + rg, img = r / P, p = r % P, oy = p / g.ow, ox0 = p % g.ow;
+    const int64_t iy0 = oy - g.ph, ix0 = ox0 - g.pw;  // tap (i, j) of pixel q reads (iy0 + i, ix0 + j + q)
+    const float* base = x + img * CHW + iy0 * g.w + ix0;
+    for (int64_t jp = 0; jp < nc; jp += 32) {
+      float* panel = out + jp * rc;
+      for (int h = 0; h < 2; ++h) {
+        __m512 v[16];
+        for (int l = 0; l < 16; ++l) {
+          const int64_t col = jp + 16 * h + l;
+          v[l] = _mm512_setzero_ps();
+          if (col >= nc) continue;
+          const auto c = static_cast<size_t>(col);
+          const int64_t iy = iy0 + tap_i[c], ix = ix0 + tap_j[c];
+          if (iy < 0 || iy >= g.h) continue;
+          const int64_t lo = std::clamp<int64_t>(-ix, 0, 16), hi = std::clamp<int64_t>(g.w - ix, 0, 16);
+          if (hi <= lo) continue;
+          const uint32_t bits = (hi == 16 ? 0xFFFFu : ((1u << hi) - 1u)) & ~((1u << lo) - 1u);
+          v[l] = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits), base + tap_off[c]);
+        }
+        transpose_16x16(v);
+        for (int q = 0; q < 16; ++q) _mm512_store_ps(panel + (rg + q) * 32 + 16 * h, v[q]);
+      }
+    }
+  }
+}
+
 // The transposed im2col matrix (row = pixel col, column = tap k) packed straight from x, for the
 // weight gradient dW[o, k] = sum_col dy[o, col] * im2col[k, col]: one masked gather per 16 taps.
 inline void pack_im2col_t_b(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0, int64_t nc,
                             float* out) {
+  if (g.sw == 1 && g.ow % 16 == 0 && r0 % 16 == 0 && rc % 16 == 0) return pack_im2col_t_rows16(g, x, r0, rc, c0, nc, out);
   const int64_t P = g.out_plane(), HW = g.h * g.w, CHW = g.c * HW, KK = g.kh * g.kw;
   const __m512i vH = _mm512_set1_epi32(static_cast<int32_t>(g.h)), vW = _mm512_set1_epi32(static_cast<int32_t>(g.w));
   for (int64_t jp = 0; jp < nc; jp += 32) {
