@@ -107,6 +107,8 @@ std::vector<Conv2dGeometry> fixed_shapes() {
       {.n = 3, .c = 5, .h = 6, .w = 16, .o = 20, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
       {.n = 2, .c = 7, .h = 5, .w = 34, .o = 9, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = 0},
       {.n = 2, .c = 3, .h = 4, .w = 32, .o = 8, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
+      // Full 8x32-aligned GEMM tiles everywhere (computed straight into the output / dw).
+      {.n = 2, .c = 32, .h = 8, .w = 8, .o = 16, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
       // Big enough for several GEMM tiles, K blocks (> 256) and both threads.
       {.n = 3, .c = 40, .h = 13, .w = 11, .o = 150, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
       {.n = 9, .c = 64, .h = 4, .w = 4, .o = 72, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
