@@ -61,6 +61,15 @@ TEST_CASE("BatchNorm2d backward matches finite differences in train and eval mod
   bn.train();
   bn.set_running_stats_frozen(true);  // train mode, but normalising with the running statistics
   require_gradients_match(bn, random_tensor({2, 3, 2, 2}, 40));
+  // Tiny maps with more channels than one block of the small-map path (64), and a plain plane.
+  BatchNorm2d<double> wide(70);
+  for (int64_t i = 0; i < 70; ++i) wide.weight().value[i] = 0.5 + rng.uniform(), wide.bias().value[i] = rng.normal();
+  for (const Shape& s : {Shape{3, 70, 2, 2}, Shape{2, 70, 5, 4}}) {
+    wide.train();
+    require_gradients_match(wide, random_tensor(s, 50 + s[2]));
+    wide.eval();
+    require_gradients_match(wide, random_tensor(s, 60 + s[2]));
+  }
 }
 
 TEST_CASE("ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten backward match finite differences") {

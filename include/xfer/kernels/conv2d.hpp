@@ -720,8 +720,10 @@ void conv2d_backward_weights(const Conv2dGeometry& g, const T* x, const T* dy, T
   if (!c.cropped) return backward_weights_full(g, x, dy, dw);
   const int64_t kh = c.g.kh, kw = c.g.kw, planes = g.o * g.c;
   T* dwc = scratch<T>(xfer::detail::Scratch::Taps, planes * kh * kw);
-  std::fill(dwc, dwc + planes * kh * kw, T(0));
+  XFER_OMP_FOR(planes * kh * kw)
+  for (int64_t q = 0; q < planes * kh * kw; ++q) dwc[q] = T(0);
   backward_weights_full(c.g, x, dy, dwc);
+  XFER_OMP_FOR(planes * g.kh * g.kw)
   for (int64_t q = 0; q < planes; ++q)
     for (int64_t i = 0; i < kh; ++i)
       for (int64_t j = 0; j < kw; ++j) dw[(q * g.kh + c.i0 + i) * g.kw + c.j0 + j] += dwc[(q * kh + i) * kw + j];

@@ -87,7 +87,11 @@ class BasicBlock : public Module<T> {
       return this->empty_tensor();
     }
     dx_.resize(dmain->shape());
-    dx_.array() = dmain->array() + dshort->array();
+    const int64_t n = dx_.numel();
+    const T *a = dmain->data(), *b = dshort->data();
+    T* out = dx_.data();
+    XFER_OMP_FOR(n)
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
     // All three gradients are consumed (dshort may be d itself: released once, through relu_out_).
     conv1_->release_input_grad();
     if (downsample_) downsample_->release_input_grad();

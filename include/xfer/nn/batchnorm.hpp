@@ -18,6 +18,7 @@
 // the activations instead of three, and no separate tensors for the sum and the ReLU output.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -136,6 +137,12 @@ class BatchNorm2d : public Module<T> {
     T* yd = y_.data();
     const T* rd = residual_ ? residual_->data() : nullptr;
     const bool relu = relu_ != nullptr;
+    if (P < kSmallPlane) {
+      forward_small_planes(xd, yd, rd, relu, N, C, P);
+      if (batch_stats_) ++num_batches_tracked_;
+      if (relu_) relu_->set_fused_input(&y_);
+      return y_;
+    }
     XFER_OMP_FOR(N * C * P)
     for (int64_t c = 0; c < C; ++c) {
       double mean, var;
@@ -208,6 +215,10 @@ class BatchNorm2d : public Module<T> {
     const T* xd = x_->data();
     const T* g = dy.data();
     T* dxd = need_input_grad ? dx_.data() : nullptr;
+    if (P < kSmallPlane) {
+      backward_small_planes(xd, g, dxd, N, C, P);
+      return need_input_grad ? dx_ : this->empty_tensor();
+    }
     XFER_OMP_FOR(N * C * P)
     for (int64_t c = 0; c < C; ++c) {
       const double mean = mean_[static_cast<size_t>(c)], inv = invstd_[static_cast<size_t>(c)];
@@ -250,6 +261,124 @@ class BatchNorm2d : public Module<T> {
   }
 
  private:
+  // Tiny maps (the late stages of ResNet at small inputs: 4x4 down to 1x1) would leave the per-plane
+  // loops a handful of elements long; those run over blocks of channels instead, walking each
+  // image's [channels x P] slab contiguously with per-element sums in double.
+  static constexpr int64_t kSmallPlane = 16, kChannelBlock = 64;
+
+  void forward_small_planes(const T* xd, T* yd, const T* rd, bool relu, int64_t N, int64_t C, int64_t P) {
+    const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+    const double M = static_cast<double>(N * P);
+    XFER_OMP_FOR(N * C * P)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t c0 = b * kChannelBlock, cb = std::min(kChannelBlock, C - c0), L = cb * P;
+      double acc[kChannelBlock * kSmallPlane];
+      T mean_j[kChannelBlock * kSmallPlane], scale_j[kChannelBlock * kSmallPlane], shift_j[kChannelBlock * kSmallPlane];
+      double mean_c[kChannelBlock], var_c[kChannelBlock];
+      if (batch_stats_) {
+        std::fill(acc, acc + L, 0.0);
+        for (int64_t n = 0; n < N; ++n) {
+          const T* x = xd + (n * C + c0) * P;
+          for (int64_t j = 0; j < L; ++j) acc[j] += x[j];
+        }
+        for (int64_t c = 0; c < cb; ++c) {
+          double sum = 0;
+          for (int64_t p = 0; p < P; ++p) sum += acc[c * P + p];
+          mean_c[c] = sum / M;
+          for (int64_t p = 0; p < P; ++p) mean_j[c * P + p] = static_cast<T>(mean_c[c]);
+        }
+        std::fill(acc, acc + L, 0.0);
+        for (int64_t n = 0; n < N; ++n) {
+          const T* x = xd + (n * C + c0) * P;
+          for (int64_t j = 0; j < L; ++j) {
+            const T d = x[j] - mean_j[j];
+            acc[j] += static_cast<double>(d * d);
+          }
+        }
+        for (int64_t c = 0; c < cb; ++c) {
+          double ss = 0;
+          for (int64_t p = 0; p < P; ++p) ss += acc[c * P + p];
+          var_c[c] = ss / M;
+          if (!stats_frozen_) {
+            const double m = opt_.momentum;
+            running_mean_[c0 + c] = static_cast<T>((1 - m) * running_mean_[c0 + c] + m * mean_c[c]);
+            running_var_[c0 + c] = static_cast<T>((1 - m) * running_var_[c0 + c] + m * ss / (M - 1));
+          }
+        }
+      } else {
+        for (int64_t c = 0; c < cb; ++c) mean_c[c] = running_mean_[c0 + c], var_c[c] = running_var_[c0 + c];
+      }
+      for (int64_t c = 0; c < cb; ++c) {
+        const double inv = 1.0 / std::sqrt(var_c[c] + opt_.eps), gamma = weight_.value[c0 + c];
+        mean_[static_cast<size_t>(c0 + c)] = static_cast<T>(mean_c[c]);
+        invstd_[static_cast<size_t>(c0 + c)] = static_cast<T>(inv);
+        for (int64_t p = 0; p < P; ++p) {
+          scale_j[c * P + p] = static_cast<T>(gamma * inv);
+          shift_j[c * P + p] = static_cast<T>(bias_.value[c0 + c] - mean_c[c] * gamma * inv);
+        }
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t at = (n * C + c0) * P;
+        const T* x = xd + at;
+        T* y = yd + at;
+        const T* r = rd ? rd + at : nullptr;
+        for (int64_t j = 0; j < L; ++j) {
+          T v = x[j] * scale_j[j] + shift_j[j];
+          if (r) v += r[j];
+          y[j] = relu ? std::max(v, T(0)) : v;
+        }
+      }
+    }
+  }
+
+  void backward_small_planes(const T* xd, const T* g, T* dxd, int64_t N, int64_t C, int64_t P) {
+    const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+    const double M = static_cast<double>(N * P);
+    XFER_OMP_FOR(N * C * P)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t c0 = b * kChannelBlock, cb = std::min(kChannelBlock, C - c0), L = cb * P;
+      double acc_dy[kChannelBlock * kSmallPlane], acc_dyx[kChannelBlock * kSmallPlane];
+      T mean_j[kChannelBlock * kSmallPlane], k_j[kChannelBlock * kSmallPlane], a_j[kChannelBlock * kSmallPlane],
+          kb_j[kChannelBlock * kSmallPlane];
+      for (int64_t j = 0; j < L; ++j) mean_j[j] = mean_[static_cast<size_t>(c0 + j / P)];
+      std::fill(acc_dy, acc_dy + L, 0.0);
+      std::fill(acc_dyx, acc_dyx + L, 0.0);
+      for (int64_t n = 0; n < N; ++n) {
+        const T* x = xd + (n * C + c0) * P;
+        const T* gp = g + (n * C + c0) * P;
+        for (int64_t j = 0; j < L; ++j) {
+          acc_dy[j] += gp[j];
+          acc_dyx[j] += static_cast<double>(gp[j] * (x[j] - mean_j[j]));
+        }
+      }
+      for (int64_t c = 0; c < cb; ++c) {
+        const double inv = invstd_[static_cast<size_t>(c0 + c)];
+        double sum_dy = 0, sum_dyx = 0;
+        for (int64_t p = 0; p < P; ++p) sum_dy += acc_dy[c * P + p], sum_dyx += acc_dyx[c * P + p];
+        const double sum_dy_xhat = sum_dyx * inv;
+        if (weight_.trainable) weight_.grad[c0 + c] += static_cast<T>(sum_dy_xhat);
+        if (bias_.trainable) bias_.grad[c0 + c] += static_cast<T>(sum_dy);
+        const double gamma_inv = weight_.value[c0 + c] * inv;
+        for (int64_t p = 0; p < P; ++p) {
+          k_j[c * P + p] = static_cast<T>(gamma_inv);
+          a_j[c * P + p] = batch_stats_ ? static_cast<T>(sum_dy / M) : T(0);
+          kb_j[c * P + p] = batch_stats_ ? static_cast<T>(inv * sum_dy_xhat / M) : T(0);
+        }
+      }
+      if (!dxd) continue;
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t at = (n * C + c0) * P;
+        const T* x = xd + at;
+        const T* gp = g + at;
+        T* d = dxd + at;
+        if (batch_stats_)
+          for (int64_t j = 0; j < L; ++j) d[j] = k_j[j] * (gp[j] - a_j[j] - (x[j] - mean_j[j]) * kb_j[j]);
+        else
+          for (int64_t j = 0; j < L; ++j) d[j] = k_j[j] * gp[j];
+      }
+    }
+  }
+
   BatchNorm2dOptions opt_;
   Parameter<T>& weight_;
   Parameter<T>& bias_;

@@ -16,6 +16,7 @@
 
 #include "xfer/core/error.hpp"
 #include "xfer/core/rng.hpp"
+#include "xfer/core/parallel.hpp"
 #include "xfer/core/tensor.hpp"
 #include "xfer/nn/parameter.hpp"
 #include "xfer/nn/selector.hpp"
@@ -44,7 +45,12 @@ class ParameterArena {
   }
   // Points every parameter back at this arena's own buffers.
   void unbind() { bind(values.data(), grads.data()); }
-  void zero_grad() { std::fill(grads.begin(), grads.end(), T(0)); }
+  void zero_grad() {
+    T* g = grads.data();
+    const auto n = static_cast<int64_t>(grads.size());
+    XFER_OMP_FOR(n)
+    for (int64_t i = 0; i < n; ++i) g[i] = T(0);
+  }
 };
 
 struct FreezeOptions {
