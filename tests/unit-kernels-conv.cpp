@@ -103,7 +103,9 @@ std::vector<Conv2dGeometry> fixed_shapes() {
       {.n = 3, .c = 8, .h = 1, .w = 3, .o = 5, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
       {.n = 2, .c = 6, .h = 2, .w = 1, .o = 7, .kh = 3, .kw = 3, .sh = 1, .sw = 2, .ph = 1, .pw = 1},
       {.n = 2, .c = 3, .h = 1, .w = 1, .o = 4, .kh = 1, .kw = 1, .sh = 3, .sw = 3, .ph = 2, .pw = 2},    // no tap in the image
-      // Output rows of 16 and 32 pixels (the weight gradient's transposing pack), with and without padding.
+      // Output rows of 8, 16 and 32 pixels (the weight gradient's transposing pack), with and without padding.
+      {.n = 4, .c = 6, .h = 8, .w = 8, .o = 10, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+      {.n = 2, .c = 4, .h = 3, .w = 26, .o = 5, .kh = 2, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 0},
       {.n = 3, .c = 5, .h = 6, .w = 16, .o = 20, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
       {.n = 2, .c = 7, .h = 5, .w = 34, .o = 9, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = 0},
       {.n = 2, .c = 3, .h = 4, .w = 32, .o = 8, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
