@@ -38,6 +38,18 @@ void unpair_all(models::Model<float>& net) {
     if (auto* conv = dynamic_cast<nn::Conv2d<float>*>(m)) conv->fold_into(nullptr);
 }
 
+// Two identical resnet18s with the same random BN state; the second has every conv unpaired, so
+// it runs BN and ReLU as separate layers.
+std::pair<std::shared_ptr<models::Model<float>>, std::shared_ptr<models::Model<float>>> twin_resnet18(
+    uint64_t seed, uint64_t bn_seed) {
+  auto fused = models::create<float>("resnet18", {.num_classes = 10, .seed = seed});
+  auto plain = models::create<float>("resnet18", {.num_classes = 10, .seed = seed});
+  randomize_bn(*fused, bn_seed);
+  randomize_bn(*plain, bn_seed);
+  unpair_all(*plain);
+  return {fused, plain};
+}
+
 double max_rel_diff(const Tensor<float>& a, const Tensor<float>& b) {
   REQUIRE(a.shape() == b.shape());
   double worst = 0, scale = 1e-12;
@@ -87,11 +99,7 @@ TEST_CASE("prepare_inference folds BN into convs: same logits as the unfolded mo
 }
 
 TEST_CASE("a frozen backbone with frozen BN statistics folds BN and trains the head exactly as unfolded") {
-  auto folded = models::create<float>("resnet18", {.num_classes = 10, .seed = 6});
-  auto plain = models::create<float>("resnet18", {.num_classes = 10, .seed = 6});
-  randomize_bn(*folded, 11);
-  randomize_bn(*plain, 11);
-  unpair_all(*plain);
+  auto [folded, plain] = twin_resnet18(6, 11);
   for (auto* net : {folded.get(), plain.get()}) {
     net->train();
     net->freeze_backbone({.bn_stats = true});
@@ -125,11 +133,7 @@ TEST_CASE("frozen BN under trainable convolutions: the fused conv+BN+residual+Re
   // Fine-tuning with BN fixed (affine and statistics) but convolutions learning: every conv runs
   // with BN, the ReLU and (conv2 of each block) the shortcut in its epilogue, and its weight
   // gradient flows back through the fused ReLU mask.
-  auto fused = models::create<float>("resnet18", {.num_classes = 10, .seed = 8});
-  auto plain = models::create<float>("resnet18", {.num_classes = 10, .seed = 8});
-  randomize_bn(*fused, 12);
-  randomize_bn(*plain, 12);
-  unpair_all(*plain);
+  auto [fused, plain] = twin_resnet18(8, 12);
   for (auto* net : {fused.get(), plain.get()}) {
     net->train();
     for (auto& [name, m] : net->named_modules())
