@@ -45,6 +45,14 @@ TEST_CASE("A JPEG whose Huffman table declares more than 256 codes is refused be
   CHECK_THROWS_WITH(data::decode_image(g), Contains("corrupt JPEG: a Huffman table") && Contains("at most 256"));
 }
 
+TEST_CASE("A JPEG scan that uses a Huffman table no DHT defined is refused before stb_image decodes it") {
+  // fuzz_image: stb_image 2.27 decoded with the never-initialised AC table 0 and aborted on its
+  // assertion in stbi__jpeg_huff_decode (a plain read of uninitialised memory without asserts).
+  const fs::path f = kFuzzDir / "regressions" / "image-jpeg-undefined-huffman-table.jpg";
+  CHECK_THROWS_WITH(data::decode_image(f), Contains(f.string()) && Contains("corrupt JPEG: the scan at byte ") &&
+                                               Contains("uses Huffman table AC 0, which no DHT segment before it defines"));
+}
+
 TEST_CASE("A PGM/PPM header whose numbers overflow an int is refused before stb_image parses it") {
   // fuzz_image: stb_image 2.27 computed 542554255 * 10 in an int (UBSan: signed integer overflow),
   // also when the digits follow a '#' comment that contains a NUL byte.

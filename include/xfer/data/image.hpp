@@ -62,9 +62,11 @@ inline Image to_image(ImageView v) {
 namespace detail {
 
 // stb_image <= 2.27 (Debian 12's libstb) writes past its Huffman tables when a JPEG DHT segment
-// declares more than 256 codes (fixed upstream in 2.28); found by tests/fuzz/fuzz_image. We refuse
-// such files before stb sees them: the marker segments up to the first scan are walked the way stb
-// walks them, and after it every FF C4 (DHT) is checked (entropy-coded data never contains FF C4).
+// declares more than 256 codes (fixed upstream in 2.28), and decodes a scan whose components name a
+// Huffman table no DHT segment defined with uninitialised table memory (it then trips an assertion
+// or reads garbage); both found by tests/fuzz/fuzz_image. We refuse such files before stb sees
+// them: the marker segments up to the first scan are walked the way stb walks them, and after it
+// every FF C4 (DHT) and FF DA (SOS) is checked (entropy-coded data never contains FF C4 or FF DA).
 inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::string& name) {
   const size_t n = b.size();
   size_t pos = 0;
@@ -72,6 +74,8 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
   if (pos < 1 || pos >= n || b[pos] != 0xD8) return;  // not a JPEG
   ++pos;
   auto byte = [&](size_t i) -> unsigned { return i < n ? b[i] : 0u; };  // stb reads 0 past the end
+  bool defined[2][4] = {};  // [DC/AC][table id] set by a DHT so far
+  bool progressive = false;
   auto check_dht = [&](size_t seg) {  // seg: first byte after the FF C4 marker
     int64_t left = static_cast<int64_t>((byte(seg) << 8) | byte(seg + 1)) - 2;
     size_t p = seg + 2;
@@ -82,8 +86,23 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
       for (size_t i = 1; i <= 16; ++i) codes += byte(p + i);
       XFER_CHECK(codes <= 256, "decode_image: cannot decode ", name, ": corrupt JPEG: a Huffman table (DHT at byte ",
                  seg - 2, ") declares ", codes, " codes, at most 256 are possible");
+      defined[q >> 4][q & 15] = true;
       p += 17 + codes;
       left -= 17 + static_cast<int64_t>(codes);
+    }
+  };
+  auto check_sos = [&](size_t seg) {  // seg: first byte after the FF DA marker
+    const unsigned ns = byte(seg + 2);
+    if (ns < 1 || ns > 4) return;  // stb rejects this scan itself
+    const unsigned ss = byte(seg + 3 + 2 * ns), ah = byte(seg + 5 + 2 * ns) >> 4;
+    // Baseline scans use both tables; progressive DC-first scans the DC table, AC scans the AC table.
+    const bool uses_dc = !progressive || (ss == 0 && ah == 0), uses_ac = !progressive || ss != 0;
+    for (unsigned c = 0; c < ns; ++c) {
+      const unsigned t = byte(seg + 4 + 2 * c), dc = t >> 4, ac = t & 15;
+      if (dc > 3 || ac > 3) return;  // stb rejects this scan itself
+      XFER_CHECK((!uses_dc || defined[0][dc]) && (!uses_ac || defined[1][ac]), "decode_image: cannot decode ", name,
+                 ": corrupt JPEG: the scan at byte ", seg - 2, " uses Huffman table ", !uses_dc || defined[0][dc] ? "AC " : "DC ",
+                 !uses_dc || defined[0][dc] ? ac : dc, ", which no DHT segment before it defines");
     }
   };
   while (pos < n) {
@@ -91,7 +110,11 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
     while (pos < n && b[pos] == 0xFF) ++pos;
     if (pos >= n) return;
     const unsigned m = b[pos++];
-    if (m == 0xDA) break;  // first scan
+    if (m == 0xDA) {  // first scan
+      check_sos(pos);
+      break;
+    }
+    if (m == 0xC2) progressive = true;
     if (m == 0xC4) check_dht(pos);
     const bool has_length = (m >= 0xC0 && m <= 0xCF) || (m >= 0xDB && m <= 0xDF) || (m >= 0xE0 && m <= 0xEF) || m == 0xFE;
     if (!has_length) return;  // stb stops with an error here
@@ -99,8 +122,11 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
     if (len < 2) return;
     pos += len;
   }
-  for (size_t i = pos; i + 1 < n; ++i)
-    if (b[i] == 0xFF && b[i + 1] == 0xC4) check_dht(i + 2);
+  for (size_t i = pos; i + 1 < n; ++i) {
+    if (b[i] != 0xFF) continue;
+    if (b[i + 1] == 0xC4) check_dht(i + 2);
+    if (b[i + 1] == 0xDA) check_sos(i + 2);
+  }
 }
 
 // stb_image <= 2.27 accumulates a binary PGM/PPM's width, height and maxval in an int without an
