@@ -53,6 +53,13 @@ TEST_CASE("A JPEG scan that uses a Huffman table no DHT defined is refused befor
                                                Contains("uses Huffman table AC 0, which no DHT segment before it defines"));
 }
 
+TEST_CASE("A PNG chunk longer than the file is refused before stb_image allocates for it") {
+  // fuzz_image: stb_image 2.27 grew its IDAT buffer to the declared 2 GB before finding the data missing.
+  const fs::path f = kFuzzDir / "regressions" / "image-png-idat-longer-than-file.png";
+  CHECK_THROWS_WITH(data::decode_image(f), Contains(f.string()) && Contains("corrupt PNG: chunk '") &&
+                                               Contains("bytes, only ") && Contains("remain in the file"));
+}
+
 TEST_CASE("A PGM/PPM header whose numbers overflow an int is refused before stb_image parses it") {
   // fuzz_image: stb_image 2.27 computed 542554255 * 10 in an int (UBSan: signed integer overflow),
   // also when the digits follow a '#' comment that contains a NUL byte.

@@ -129,6 +129,24 @@ inline void check_jpeg_huffman_tables(std::span<const uint8_t> b, const std::str
   }
 }
 
+// stb_image <= 2.27 grows its PNG data buffer to the length an IDAT chunk declares before reading
+// it, so a 100-byte file declaring a 2 GB chunk makes it allocate 2 GB (found by fuzz_image). Every
+// chunk must fit in the file (stb fails on a short chunk anyway, after the allocation).
+inline void check_png_chunks(std::span<const uint8_t> b, const std::string& name) {
+  static constexpr uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (b.size() < 8 || !std::equal(kSignature, kSignature + 8, b.begin())) return;
+  size_t pos = 8;
+  while (pos + 8 <= b.size()) {
+    const uint64_t len = (uint64_t{b[pos]} << 24) | (uint64_t{b[pos + 1]} << 16) | (uint64_t{b[pos + 2]} << 8) | b[pos + 3];
+    const std::string type(reinterpret_cast<const char*>(b.data() + pos + 4), 4);
+    const uint64_t left = b.size() - (pos + 8);
+    XFER_CHECK(len <= left, "decode_image: cannot decode ", name, ": corrupt PNG: chunk '", type, "' at byte ", pos,
+               " declares ", len, " bytes, only ", left, " remain in the file");
+    if (type == "IEND") return;
+    pos += 8 + len + 4;  // length, type, data, CRC
+  }
+}
+
 // stb_image <= 2.27 accumulates a binary PGM/PPM's width, height and maxval in an int without an
 // overflow check (signed overflow, undefined behaviour; fixed upstream in 2.28); found by fuzz_image.
 // The header is read the way stb reads it and numbers that do not fit in an int are refused.
@@ -183,6 +201,7 @@ inline Image decode_image_memory(std::span<const uint8_t> bytes, const std::stri
   XFER_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "decode_image: ", name, " is too large (", bytes.size(),
              " bytes; stb_image reads at most 2 GiB)");
   detail::check_jpeg_huffman_tables(bytes, name);
+  detail::check_png_chunks(bytes, name);
   const bool grey16 = detail::check_pnm_header(bytes, name);
   int w = 0, h = 0, comp = 0;
   // The header alone gives the size, so the cap applies before anything is allocated.
