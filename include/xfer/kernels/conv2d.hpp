@@ -627,6 +627,15 @@ void crop_weights(const Conv2dGeometry& full, const TapCrop& c, const T* w, T* o
         out[(q * kh + i) * kw + j] = w[(q * full.kh + c.i0 + i) * full.kw + c.j0 + j];
 }
 
+// The weights the kernels run on: w itself, or its cropped taps in the Taps scratch slot.
+template <class T>
+const T* weights_for(const Conv2dGeometry& full, const TapCrop& c, const T* w) {
+  if (!c.cropped) return w;
+  T* wc = scratch<T>(xfer::detail::Scratch::Taps, full.o * c.g.ckk());
+  crop_weights(full, c, w, wc);
+  return wc;
+}
+
 // y = epilogue(x) per element of an NCHW tensor, after a convolution that wrote the plain sum.
 template <class T>
 void apply_epilogue(const Conv2dGeometry& g, const ConvEpilogue<T>& ep, T* y) {
@@ -659,11 +668,7 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, T* y, const
     apply_epilogue(g, ep, y);
     return;
   }
-  if (c.cropped) {
-    T* wc = scratch<T>(xfer::detail::Scratch::Taps, g.o * c.g.ckk());
-    crop_weights(g, c, w, wc);
-    w = wc;
-  }
+  w = weights_for(g, c, w);
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>) {
     forward_packed(c.g, x, w, GemmEpilogue{.row_scale = ep.scale, .row_bias = ep.shift, .relu = ep.relu,
@@ -691,11 +696,7 @@ void conv2d_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* d
     std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));
     return;
   }
-  if (c.cropped) {
-    T* wc = scratch<T>(xfer::detail::Scratch::Taps, g.o * c.g.ckk());
-    crop_weights(g, c, w, wc);
-    w = wc;
-  }
+  w = weights_for(g, c, w);
   backward_data_full(c.g, dy, w, dx);
 }
 

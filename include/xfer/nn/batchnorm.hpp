@@ -168,11 +168,7 @@ class BatchNorm2d : public Module<T> {
           ss += pss;
         }
         var = ss / static_cast<double>(M);
-        if (!stats_frozen_) {
-          const double m = opt_.momentum;
-          running_mean_[c] = static_cast<T>((1 - m) * running_mean_[c] + m * mean);
-          running_var_[c] = static_cast<T>((1 - m) * running_var_[c] + m * ss / static_cast<double>(M - 1));
-        }
+        if (!stats_frozen_) update_running_stats(c, mean, ss, static_cast<double>(M));
       } else {
         mean = running_mean_[c];
         var = running_var_[c];
@@ -266,6 +262,13 @@ class BatchNorm2d : public Module<T> {
   // image's [channels x P] slab contiguously with per-element sums in double.
   static constexpr int64_t kSmallPlane = 16, kChannelBlock = 64;
 
+  // PyTorch's momentum update from one batch: the unbiased variance (sum_sq_dev / (count - 1)).
+  void update_running_stats(int64_t c, double mean, double sum_sq_dev, double count) {
+    const double m = opt_.momentum;
+    running_mean_[c] = static_cast<T>((1 - m) * running_mean_[c] + m * mean);
+    running_var_[c] = static_cast<T>((1 - m) * running_var_[c] + m * sum_sq_dev / (count - 1));
+  }
+
   void forward_small_planes(const T* xd, T* yd, const T* rd, bool relu, int64_t N, int64_t C, int64_t P) {
     const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
     const double M = static_cast<double>(N * P);
@@ -299,11 +302,7 @@ class BatchNorm2d : public Module<T> {
           double ss = 0;
           for (int64_t p = 0; p < P; ++p) ss += acc[c * P + p];
           var_c[c] = ss / M;
-          if (!stats_frozen_) {
-            const double m = opt_.momentum;
-            running_mean_[c0 + c] = static_cast<T>((1 - m) * running_mean_[c0 + c] + m * mean_c[c]);
-            running_var_[c0 + c] = static_cast<T>((1 - m) * running_var_[c0 + c] + m * ss / (M - 1));
-          }
+          if (!stats_frozen_) update_running_stats(c0 + c, mean_c[c], ss, M);
         }
       } else {
         for (int64_t c = 0; c < cb; ++c) mean_c[c] = running_mean_[c0 + c], var_c[c] = running_var_[c0 + c];
