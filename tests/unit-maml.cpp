@@ -351,3 +351,161 @@ TEST_CASE("Per-group inner learning rates: alpha = 0 outside the head reproduces
   for (auto& np : net->arena().params)
     if (np.name.rfind("9.", 0) != 0) CHECK(maml.inner_lrs().value[np.param->offset] == 0.0);
 }
+
+// ---- MAML++ ------------------------------------------------------------------------------------
+
+namespace {
+
+// A MAML++ fixture case (LSLR rates and multi-step loss weights from the fixture) run through meta::MAML.
+struct PPResult {
+  std::vector<double> grad, lr_grad;
+  double objective = 0;
+};
+PPResult run_pp_case(const json& c) {
+  auto net = small_net<double>();
+  const int k = c["steps"].get<int>();
+  meta::MAML<double> maml(*net, {.inner_steps = k, .first_order = c["first_order"].get<bool>(),
+                                 .multi_step_loss = true, .learn_step_lrs = true, .per_step_bn_stats = true});
+  const auto lrs = c["step_lrs"].get<std::vector<std::vector<double>>>();
+  auto& p = maml.step_lrs();
+  REQUIRE(p.numel == k * static_cast<int64_t>(net->arena().params.size()));
+  for (int j = 0; j < k; ++j)
+    for (size_t q = 0; q < lrs[static_cast<size_t>(j)].size(); ++q) p.value[j * 10 + static_cast<int64_t>(q)] = lrs[static_cast<size_t>(j)][q];
+  maml.set_step_loss_weights(c["step_loss_weights"].get<std::vector<double>>());
+  const Task t = task();
+  maml.zero_grad();
+  auto r = maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+  return {{net->arena().grads.begin(), net->arena().grads.end()}, {p.grad, p.grad + p.numel}, r.objective};
+}
+
+}  // namespace
+
+TEST_CASE("MAML++ (multi-step loss, per-layer per-step learned inner rates) matches PyTorch create_graph=True to 1e-8") {
+  for (const char* name : {"mamlpp_3step_second_order", "mamlpp_3step_first_order"}) {
+    INFO(name);
+    const auto& c = find_case(name);
+    const PPResult r = run_pp_case(c);
+    auto net = small_net<double>();
+    const double err = rel_error(r.grad, arena_vector(net->arena(), c["meta_grad"]));
+    const double lr_err = rel_error(r.lr_grad, c["step_lrs_grad"].get<std::vector<double>>());
+    INFO("weights " << err << "  step lrs " << lr_err);
+    CHECK(r.objective == Approx(c["objective"].get<double>()).epsilon(1e-12));
+    CHECK(err < 1e-8);  // measured 5.5e-11 / 1.3e-10 (second order), 5e-16 (first order)
+    CHECK(lr_err < 1e-8);
+  }
+  // Neither term is negligible: the multi-step loss and the Hessian both change the gradient.
+  const PPResult so = run_pp_case(find_case("mamlpp_3step_second_order"));
+  const PPResult fo = run_pp_case(find_case("mamlpp_3step_first_order"));
+  CHECK(rel_error(so.grad, fo.grad) > 1e-2);
+  CHECK(rel_error(so.grad, run_case(find_case("maml_3step_second_order"))) > 1e-2);
+}
+
+TEST_CASE("MAML++ meta-gradient of weights and step learning rates equals finite differences of its objective") {
+  auto net = small_net<double>();
+  auto& arena = net->arena();
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 3, .multi_step_loss = true,
+                                 .msl_anneal_iterations = 100, .learn_step_lrs = true});
+  maml.set_iteration(30);
+  REQUIRE(maml.step_loss_weights().size() == 3);
+  CHECK(maml.step_loss_weights()[0] > 0);
+  const Task t = task();
+  maml.zero_grad();
+  maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+  const double h = 1e-6;
+  auto numeric = [&](double* values, size_t n) {
+    std::vector<double> g(n);
+    for (size_t i = 0; i < n; ++i) {
+      const double v = values[i];
+      values[i] = v + h;
+      const double fp = maml.objective(t.sx, t.sy, t.qx, t.qy);
+      values[i] = v - h;
+      const double fm = maml.objective(t.sx, t.sy, t.qx, t.qy);
+      values[i] = v;
+      g[i] = (fp - fm) / (2 * h);
+    }
+    return g;
+  };
+  std::vector<double> analytic(arena.grads.begin(), arena.grads.end());
+  const double err = rel_error(analytic, numeric(arena.values.data(), analytic.size()));
+  auto& lrs = maml.step_lrs();
+  std::vector<double> lr_analytic(lrs.grad, lrs.grad + lrs.numel);
+  const double lr_err = rel_error(lr_analytic, numeric(lrs.value, lr_analytic.size()));
+  INFO("weights " << err << "  step lrs " << lr_err);
+  CHECK(err < 5e-8);  // measured 6e-10 / 5e-10
+  CHECK(lr_err < 5e-8);
+}
+
+TEST_CASE("Multi-step loss weights start equal and anneal to the final step; order annealing switches the Hessian on") {
+  auto w0 = meta::msl_weights(5, 0, 100);
+  for (double w : w0) CHECK(w == Approx(0.2));
+  auto w1 = meta::msl_weights(5, 1000, 100);
+  CHECK(w1[0] == Approx(0.006));
+  CHECK(w1[4] == Approx(1 - 4 * 0.006));
+  double s = 0;
+  for (double w : meta::msl_weights(5, 40, 100)) s += w;
+  CHECK(s == Approx(1.0));
+  CHECK(meta::msl_weights(3, 7, 0) == std::vector<double>{0, 0, 1});
+
+  const Task t = task();
+  auto so = run_case(find_case("maml_3step_second_order"));
+  auto fo = run_case(find_case("maml_3step_first_order"));
+  auto net = small_net<double>();
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 3, .first_order_iterations = 10});
+  for (int64_t it : {0, 9, 10}) {
+    maml.set_iteration(it);
+    maml.zero_grad();
+    maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+    INFO("iteration " << it);
+    CHECK(maml.first_order_now() == (it < 10));
+    CHECK(rel_error(net->arena().grads, it < 10 ? fo : so) < 1e-8);
+  }
+}
+
+TEST_CASE("adapt() and accumulate() leave every parameter and the BatchNorm running statistics unchanged") {
+  auto snapshot = [](Sequential<double>& net) {
+    std::vector<double> v(net.arena().values.begin(), net.arena().values.end());
+    for (auto& nb : net.named_buffers()) {
+      if (nb.buffer.tensor) v.insert(v.end(), nb.buffer.tensor->begin(), nb.buffer.tensor->end());
+      if (nb.buffer.counter) v.push_back(static_cast<double>(*nb.buffer.counter));
+    }
+    return v;
+  };
+  const Task t = task();
+  for (bool per_step : {false, true}) {
+    INFO("per_step_bn_stats " << per_step);
+    auto net = small_net<double>();
+    const auto before = snapshot(*net);
+    REQUIRE(before.size() == static_cast<size_t>(net->arena().size()) + 4 * 4 + 2);
+    meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 3, .per_step_bn_stats = per_step});
+    maml.adapt(t.sx, t.sy);
+    maml.evaluate(t.qx, t.qy);
+    CHECK(snapshot(*net) == before);
+    maml.zero_grad();
+    maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+    CHECK(snapshot(*net) == before);
+    if (per_step) {
+      // Each step keeps its own statistics, and they moved away from the model's.
+      const auto& s0 = maml.step_bn_statistics(0);
+      const auto& s2 = maml.step_bn_statistics(2);
+      REQUIRE(s0.values.size() == 16);
+      CHECK(s0.values != s2.values);
+      CHECK(s0.counters[0] == 2);  // one support forward in adapt() and one in accumulate()
+    }
+  }
+  // Asked to, the inner loop updates the model's statistics (the check above can fail).
+  auto net = small_net<double>();
+  const auto before = snapshot(*net);
+  meta::MAML<double> maml(*net, {.inner_lr = 0.1, .inner_steps = 3, .update_bn_stats = true});
+  maml.adapt(t.sx, t.sy);
+  CHECK(snapshot(*net) != before);
+  CHECK(std::equal(net->arena().values.begin(), net->arena().values.end(), before.begin()));
+}
+
+TEST_CASE("MAML++ options are validated") {
+  auto net = small_net<double>();
+  CHECK_THROWS_WITH(meta::MAML<double>(*net, {.learn_inner_lr = true, .learn_step_lrs = true}), Catch::Contains("exclude each other"));
+  CHECK_THROWS_WITH(meta::MAML<double>(*net, {.inner_steps = 0, .learn_step_lrs = true}), Catch::Contains("inner_steps > 0"));
+  meta::MAML<double> maml(*net, {.inner_steps = 2});
+  CHECK_THROWS_WITH(maml.set_step_loss_weights({1.0}), Catch::Contains("1 step loss weights for 2 inner steps"));
+  CHECK_THROWS_WITH(maml.step_lrs(), Catch::Contains("learn_step_lrs"));
+}
