@@ -43,7 +43,7 @@ std::vector<int32_t> class_ids(const data::Dataset& ds, const std::string& csv) 
   for (std::string name; std::getline(ss, name, ',');) {
     const auto& names = ds.class_names();
     auto it = std::find(names.begin(), names.end(), name);
-    XFER_CHECK(it != names.end(), "fewshot: class '", name, "' is not a folder of the dataset");
+    XFER_CHECK(it != names.end(), "class '", name, "' is not a folder of the dataset");
     ids.push_back(static_cast<int32_t>(it - names.begin()));
   }
   return ids;
@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     const meta::Normalization norm = meta::channel_statistics(train_ds, pool);
     const int64_t side = train_ds.image(0).height;
     XFER_CHECK(train_ds.image(0).width == side && test_ds.image(0).height == side && test_ds.image(0).width == side,
-               "fewshot: meta-train and meta-test images must be square and of one size; use --image-size");
+               "meta-train and meta-test images must be square and of one size; use --image-size");
     if (!json)
       std::printf("%lld meta-train images (%zu classes), meta-test %zu classes, %lldx%lld, loaded in %.1f s\n",
                   static_cast<long long>(pool.size()), train_ids.size(), test_ids.size(), static_cast<long long>(side),
@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
                                         meta::CosineClassifierOptions{models::conv4_feature_dim(copt), classes}));
       net = c4;
     } else {
-      XFER_CHECK(method != "baselinepp", "fewshot: --method baselinepp needs --backbone conv4");
+      XFER_CHECK(method != "baselinepp", "--method baselinepp needs --backbone conv4");
       net = models::resnet18<float>({.num_classes = std::max<int64_t>(classes, 1), .stem = side <= 64 ? models::Stem::Cifar
                                                                                                      : models::Stem::ImageNet,
                                      .seed = seed});
@@ -167,9 +167,9 @@ int main(int argc, char** argv) {
     if (!weights.empty()) {
       auto r = io::load_safetensors(*net, weights, {.strict = false});
       for (const auto& k : r.missing)
-        XFER_CHECK(k.rfind("fc.", 0) == 0, "fewshot: ", weights, " lacks backbone tensor '", k, "' (--backbone ", backbone, ")");
+        XFER_CHECK(k.rfind("fc.", 0) == 0, "", weights, " lacks backbone tensor '", k, "' (--backbone ", backbone, ")");
       for (const auto& k : r.mismatched)
-        XFER_CHECK(k.rfind("fc.", 0) == 0, "fewshot: backbone tensor '", k, "' of ", weights, " has another shape (",
+        XFER_CHECK(k.rfind("fc.", 0) == 0, "backbone tensor '", k, "' of ", weights, " has another shape (",
                    r.summary(), ")");
       if (!json) std::printf("loaded %zu tensors from %s\n", r.loaded.size(), weights.c_str());
     }
