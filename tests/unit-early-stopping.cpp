@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+#include <xfer/io/train_state_json.hpp>
 #include <xfer/train/early_stopping.hpp>
 
 using namespace xfer;
@@ -87,4 +89,24 @@ TEST_CASE("EarlyStopping rejects bad options and inconsistent state") {
   train::EarlyStopping es;
   CHECK_THROWS_WITH(es.load_state({.best = 1.0, .best_epoch = 4, .epochs = 3}), Catch::Contains("best_epoch"));
   CHECK_THROWS_WITH(es.load_state({.epochs = 2, .bad_epochs = 3}), Catch::Contains("inconsistent counters"));
+}
+
+TEST_CASE("EarlyStopping state survives a JSON round trip; bad JSON is an xfer::Error naming the key") {
+  train::EarlyStopping es({.mode = train::MetricMode::max, .patience = 4});
+  for (double acc : {0.1, 0.3, 0.2, 0.25}) es.step(acc);
+  const auto text = io::to_json(es.state()).dump();
+  const auto back = io::early_stopping_state_from_json(nlohmann::json::parse(text));
+  CHECK(back.best == 0.3);
+  CHECK(back.best_epoch == 1);
+  CHECK(back.epochs == 4);
+  CHECK(back.bad_epochs == 2);
+  CHECK_FALSE(back.stopped);
+  train::EarlyStoppingState nan_best;
+  nan_best.best = std::nan("");
+  CHECK(std::isnan(io::early_stopping_state_from_json(nlohmann::json::parse(io::to_json(nan_best).dump())).best));
+  auto j = nlohmann::json::parse(text);
+  j["bad_epochs"] = 1.5;
+  CHECK_THROWS_WITH(io::early_stopping_state_from_json(j), Catch::Contains("'bad_epochs' must hold an integer"));
+  j.erase("bad_epochs");
+  CHECK_THROWS_WITH(io::early_stopping_state_from_json(j), Catch::Contains("missing key 'bad_epochs'"));
 }
