@@ -11,6 +11,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "fixture_json.hpp"
 #include <xfer/data/auto_augment.hpp>
 
 using namespace xfer;
@@ -18,14 +20,7 @@ using namespace xfer::data;
 using json = nlohmann::json;
 
 namespace {
-const json& fixture() {
-  static const json doc = [] {
-    std::ifstream in(std::string(XFER_FIXTURE_DIR) + "/augment.json");
-    REQUIRE(in.good());
-    return json::parse(in);
-  }();
-  return doc;
-}
+const json& fixture() { return fixture_json("augment.json"); }
 std::vector<float> unhex(const std::string& s) {
   std::vector<float> out;
   for (size_t i = 0; i + 1 < s.size(); i += 2) out.push_back(static_cast<float>(std::stoi(s.substr(i, 2), nullptr, 16)));

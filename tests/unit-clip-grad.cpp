@@ -11,20 +11,15 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "fixture_json.hpp"
 #include <xfer/optim/clip_grad.hpp>
 
 using namespace xfer;
 using json = nlohmann::json;
 
 namespace {
-const json& reference() {
-  static const json ref = [] {
-    std::ifstream f(std::string(XFER_FIXTURE_DIR) + "/train_basics.json");
-    REQUIRE(f.good());
-    return json::parse(f);
-  }();
-  return ref;
-}
+const json& reference() { return fixture_json("train_basics.json"); }
 struct Params {
   std::vector<std::unique_ptr<nn::Parameter<float>>> owned;
   std::vector<nn::Parameter<float>*> ptrs;

@@ -60,6 +60,7 @@ TEST_CASE("ModelEma averages parameters and BN statistics with the fixed decay a
     for (size_t i = 0; i < expect.size(); ++i) expect[i] = 0.8 * expect[i] + 0.2 * now[i];
   }
   CHECK(ema.updates() == 5);
+  perturb(*net, 5);  // one more step the EMA has not seen: weights and counters (now 6) differ from it
   const auto training = all_values(*net);
   {
     auto guard = ema.swap_in();
@@ -68,11 +69,13 @@ TEST_CASE("ModelEma averages parameters and BN statistics with the fixed decay a
     REQUIRE(got.size() == expect.size());
     for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(expect[i]).epsilon(1e-13));
     for (auto& nb : net->named_buffers())
-      if (nb.buffer.counter) CHECK(*nb.buffer.counter == 5);  // copied, not averaged
+      if (nb.buffer.counter) CHECK(*nb.buffer.counter == 5);  // the EMA's copy, not averaged
     CHECK_THROWS_WITH(ema.update(), Catch::Contains("swapped into the model"));
   }
   CHECK(!ema.swapped());
   CHECK(all_values(*net) == training);  // the training weights came back exactly
+  for (auto& nb : net->named_buffers())
+    if (nb.buffer.counter) CHECK(*nb.buffer.counter == 6);
 }
 
 TEST_CASE("ModelEma without buffers copies the BN statistics instead of averaging them") {

@@ -9,20 +9,15 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "fixture_json.hpp"
 #include <xfer/nn/loss.hpp>
 
 using namespace xfer;
 using json = nlohmann::json;
 
 namespace {
-const json& reference() {
-  static const json ref = [] {
-    std::ifstream f(std::string(XFER_FIXTURE_DIR) + "/train_basics.json");
-    REQUIRE(f.good());
-    return json::parse(f);
-  }();
-  return ref;
-}
+const json& reference() { return fixture_json("train_basics.json"); }
 template <class T>
 Tensor<T> tensor_from(const json& values, int64_t n, int64_t c) {
   Tensor<T> t({n, c});

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "fixture_json.hpp"
 #include <xfer/optim/adam.hpp>
 #include <xfer/optim/cosine_warm_restarts.hpp>
 #include <xfer/optim/onecycle.hpp>
@@ -19,14 +21,7 @@ using namespace xfer;
 using json = nlohmann::json;
 
 namespace {
-const json& reference() {
-  static const json ref = [] {
-    std::ifstream f(std::string(XFER_FIXTURE_DIR) + "/train_basics.json");
-    REQUIRE(f.good());
-    return json::parse(f);
-  }();
-  return ref;
-}
+const json& reference() { return fixture_json("train_basics.json"); }
 
 // Two groups at the fixture's base lrs; SGD(momentum 0.9) or Adam, like the generator.
 struct Setup {
