@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -234,14 +235,15 @@ class DataParallel : public train::Replicas {
     }
   }
 
-  // Test hook: XFER_DIST_TEST_DIE="<rank>:<step>" kills that rank at that step (fault tests).
+  // Test hook: XFER_DIST_TEST_DIE="<rank>:<step>" kills that rank (SIGKILL, as the OOM killer or a
+  // lost node would) at that step of this process; the fault test checks that mpirun ends the job.
   void test_fault_injection() {
     ++global_step_;
     static const char* spec = std::getenv("XFER_DIST_TEST_DIE");
     if (!spec) return;
     int r = -1;
     long s = -1;
-    if (std::sscanf(spec, "%d:%ld", &r, &s) == 2 && r == rank() && s == global_step_) std::_Exit(137);
+    if (std::sscanf(spec, "%d:%ld", &r, &s) == 2 && r == rank() && s == global_step_) std::raise(SIGKILL);
   }
 
   nn::Module<T>& model_;
