@@ -204,7 +204,7 @@ TEST_CASE("the class report counts top-1, top-5, per-class accuracy and the conf
     const Tensor<float>& forward_impl(const Tensor<float>& x) override {
       y.resize({x.dim(0), 6});
       for (int64_t n = 0; n < x.dim(0); ++n)
-        for (int64_t c = 0; c < 6; ++c) y.at(n, c) = x.data()[n * 6 + c];
+        for (int64_t c = 0; c < 6; ++c) y.data()[n * 6 + c] = x.data()[n * 6 + c];
       return y;
     }
     const Tensor<float>& backward_impl(const Tensor<float>& dy, bool) override { return dy; }

@@ -75,12 +75,12 @@ ClassReport class_report(nn::Module<T>& model, data::Loader<T>& loader) {
 
 inline std::string confusion_csv(const ClassReport& r) {
   std::string s = "true\\predicted";
-  for (const auto& n : r.class_names) s += "," + n;
+  for (const auto& n : r.class_names) s.append(",").append(n);
   s += ",accuracy\n";
   char buf[32];
   for (size_t i = 0; i < r.class_names.size(); ++i) {
     s += r.class_names[i];
-    for (int64_t v : r.confusion[i]) s += "," + std::to_string(v);
+    for (int64_t v : r.confusion[i]) s.append(",").append(std::to_string(v));
     std::snprintf(buf, sizeof buf, ",%.4f\n", r.class_accuracy(i));
     s += buf;
   }
