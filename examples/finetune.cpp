@@ -1,7 +1,7 @@
 // finetune: fine-tune (or train from scratch) a classifier on any root/<class>/<image> folder with
 // the library recipe (train/finetune.hpp). The preset comes from --weights' metadata, or --preset.
 //
-//   finetune --data /tmp/cifar10/train --classes dog,frog,horse,ship,truck --labels-per-class 100 \
+//   finetune --data /tmp/cifar10/train --classes dog,frog,horse,ship,truck --labels-per-class 100
 //            --weights runs/pretrain/best.safetensors --out runs/ft
 //
 // Validation is the held-out split by file name (--val-fraction, --split-seed), the same images

@@ -93,7 +93,7 @@ TEST_CASE("pretrain, fine-tune from its weights, and predict agree image by imag
   while (std::getline(csv, line)) {
     const auto a = line.find(','), b = line.rfind(',');
     expected[line.substr(0, a)] = line.substr(b + 1);
-    files += " " + line.substr(0, a);
+    files.append(" ").append(line.substr(0, a));
   }
   REQUIRE(expected.size() >= 10);
   fs::create_directories(kRoot / "moved");
