@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "xfer/core/error.hpp"
+#include "xfer/core/float_env.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/tensor.hpp"
@@ -80,7 +81,11 @@ class Module {
     return path_.empty() ? s : "'" + path_ + "' " + s;
   }
 
-  const Tensor<T>& forward(const Tensor<T>& x) { return forward_impl(x); }
+  // forward and backward run with subnormals flushed (core/float_env.hpp; opt out there).
+  const Tensor<T>& forward(const Tensor<T>& x) {
+    FlushDenormals flush;
+    return forward_impl(x);
+  }
   // Layers keep a pointer to their input for backward, so a temporary input would dangle: keep
   // the batch in a named variable. (models::Model copies its input and accepts temporaries.)
   const Tensor<T>& forward(Tensor<T>&& x) = delete;
@@ -89,6 +94,7 @@ class Module {
   // (returns an empty tensor) and only accumulates the gradients of its trainable parameters.
   const Tensor<T>& backward(const Tensor<T>& dy, bool need_input_grad = true) {
     ++backward_calls_;
+    FlushDenormals flush;
     const Tensor<T>& dx = backward_impl(dy, need_input_grad);
     input_grad_ = &dx;
     return dx;
