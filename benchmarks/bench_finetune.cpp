@@ -156,13 +156,11 @@ nlohmann::json run_one(const Config& c, const std::string& kind, const data::Dat
     }
     const double step_ms = 1e3 * seconds / static_cast<double>(steps);
     const double opt_ms = 1e3 * t_opt / static_cast<double>(steps);
-    if (!c.json) {
-      std::printf("  %-5s epoch %d%s  %7.1f img/s  loss %.4f  step %6.1f ms = data %5.1f + fwd %6.1f + bwd %6.1f + %s %5.2f ms (%4.1f%%, %5.1f GB/s = %3.0f%% of triad)  subnormal: state %.2f%%, grads %.2f%%\n",
-                  kind.c_str(), epoch, frozen ? " [frozen]" : "         ", img_s, loss_sum / static_cast<double>(images),
-                  step_ms, 1e3 * t_data / steps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps, kind.c_str(), opt_ms,
-                  100 * t_opt / seconds, opt_gbs, 100 * opt_gbs / triad, 100 * cs.state, 100 * cs.grads);
-      std::fflush(stdout);
-    }
+    std::printf("  %-5s epoch %d%s  %7.1f img/s  loss %.4f  step %6.1f ms = data %5.1f + fwd %6.1f + bwd %6.1f + %s %5.2f ms (%4.1f%%, %5.1f GB/s = %3.0f%% of triad)  subnormal: state %.2f%%, grads %.2f%%\n",
+                kind.c_str(), epoch, frozen ? " [frozen]" : "         ", img_s, loss_sum / static_cast<double>(images),
+                step_ms, 1e3 * t_data / steps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps, kind.c_str(), opt_ms,
+                100 * t_opt / seconds, opt_gbs, 100 * opt_gbs / triad, 100 * cs.state, 100 * cs.grads);
+    std::fflush(stdout);
     epochs.push_back({{"epoch", epoch},
                       {"frozen", frozen},
                       {"img_per_s", img_s},
@@ -190,8 +188,7 @@ nlohmann::json run_one(const Config& c, const std::string& kind, const data::Dat
     r["unfrozen_optimizer_gbs_mean"] = opt_gbs_sum / unfrozen;
     r["unfrozen_optimizer_pct_of_triad_mean"] = 100 * opt_gbs_sum / unfrozen / triad;
   }
-  if (!c.json)
-    std::printf("  %-5s img/s min %.1f max %.1f%s\n", kind.c_str(), lo, hi,
+  std::printf("  %-5s img/s min %.1f max %.1f%s\n", kind.c_str(), lo, hi,
                 unfrozen ? ("; unfrozen min " + std::to_string(static_cast<int>(lo_unfrozen)) + " max " +
                             std::to_string(static_cast<int>(hi_unfrozen)) + ", optimizer " +
                             std::to_string(static_cast<int>(std::lround(100 * opt_gbs_sum / unfrozen / triad))) +
@@ -216,7 +213,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", c.threads, "OpenMP threads")->check(CLI::PositiveNumber);
   app.add_option("--seed", c.seed, "seed for the subset, shuffling and initialisation");
   app.add_flag("!--no-flush", c.flush, "keep IEEE subnormals (xfer::set_flush_denormals(false)): the 'before' run");
-  app.add_flag("--json", c.json, "print one JSON line at the end");
+  app.add_flag("--json", c.json, "also print one JSON line at the end");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -240,8 +237,7 @@ int main(int argc, char** argv) {
     std::sort(idx.begin(), idx.end());
     data::Subset train(*full, idx);
     const double load_s = since(t_load);
-    if (!c.json)
-      std::printf("%s, %lld of %lld images (loaded in %.1fs), batch %lld, %d threads, subnormals %s; triad %.1f GB/s\n",
+    std::printf("%s, %lld of %lld images (loaded in %.1fs), batch %lld, %d threads, subnormals %s; triad %.1f GB/s\n",
                   c.model.c_str(), static_cast<long long>(train.size()), static_cast<long long>(full->size()), load_s,
                   static_cast<long long>(c.batch), c.threads, c.flush ? "flushed (FTZ/DAZ)" : "IEEE (--no-flush)", triad);
     nlohmann::json runs = nlohmann::json::array();
