@@ -11,6 +11,7 @@
 #include <ctime>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -69,7 +70,10 @@ std::vector<fp_control_t> team_bits(int threads) {
 struct Environment {
   int threads = num_threads();
   bool flush = flush_denormals_enabled();
-  Environment(int team = 2) {
+  // Optionally also forces the process-wide switch (tests of the mechanism must not depend on the
+  // XFER_FLUSH_DENORMALS of whoever runs them).
+  explicit Environment(int team, std::optional<bool> force_flush = std::nullopt) {
+    if (force_flush) set_flush_denormals(*force_flush);
     set_num_threads(team);
     set_team_bits(0);
   }
@@ -87,6 +91,12 @@ struct Environment {
 #endif
   }
 };
+
+// False, with a warning, where there are no flush bits (not x86): every guard is then a no-op.
+bool have_flush_bits() {
+  if (!kernels::has_flush_control()) WARN("no flush-to-zero control on this architecture");
+  return kernels::has_flush_control();
+}
 
 // conv + BN + ReLU + two Linear layers: every kind of kernel a training step runs.
 std::unique_ptr<nn::Sequential<float>> small_net(uint64_t seed) {
@@ -142,12 +152,8 @@ int64_t count_subnormal_state(const optim::Optimizer<float>& opt) {
 }  // namespace
 
 TEST_CASE("FlushDenormals sets FTZ and DAZ on every thread of the team and restores the caller's bits") {
-  if (!kernels::has_flush_control()) {
-    WARN("no flush-to-zero control on this architecture (every guard is a no-op)");
-    return;
-  }
-  Environment env(2);
-  set_flush_denormals(true);
+  if (!have_flush_bits()) return;
+  Environment env(2, true);
   REQUIRE(team_bits(2) == std::vector<fp_control_t>{0, 0});
   {
     FlushDenormals guard;
@@ -160,6 +166,19 @@ TEST_CASE("FlushDenormals sets FTZ and DAZ on every thread of the team and resto
   }
   CHECK(team_bits(2) == std::vector<fp_control_t>{0, 0});
 
+  // Work too small to go parallel sets only the calling thread; a nested scope with parallel work
+  // then sets the team and gives the workers their bits back when it ends.
+  {
+    FlushDenormals small([] { return int64_t{1000}; });
+    CHECK(team_bits(2) == std::vector<fp_control_t>{kFlushDenormals, 0});
+    {
+      FlushDenormals big([] { return int64_t{1} << 40; });
+      CHECK(team_bits(2) == std::vector<fp_control_t>{kFlushDenormals, kFlushDenormals});
+    }
+    CHECK(team_bits(2) == std::vector<fp_control_t>{kFlushDenormals, 0});
+  }
+  CHECK(team_bits(2) == std::vector<fp_control_t>{0, 0});
+
   // A caller that chose FTZ alone (no DAZ) on every thread gets exactly that back.
   Environment::set_team_bits(kernels::kFlushToZero);
   { FlushDenormals guard; }
@@ -167,12 +186,8 @@ TEST_CASE("FlushDenormals sets FTZ and DAZ on every thread of the team and resto
 }
 
 TEST_CASE("The caller's floating-point mode is restored when an xfer call throws") {
-  if (!kernels::has_flush_control()) {
-    WARN("no flush-to-zero control on this architecture");
-    return;
-  }
-  Environment env(2);
-  set_flush_denormals(true);
+  if (!have_flush_bits()) return;
+  Environment env(2, true);
   auto net = small_net(1);
   Tensor<float> wrong({2, 3, 8, 8});  // the first conv expects 8 channels
   CHECK_THROWS_AS(net->forward(wrong), Error);

@@ -10,21 +10,25 @@
 //   xfer::set_flush_denormals(false);   // opt out: IEEE subnormals everywhere (or XFER_FLUSH_DENORMALS=0)
 //   { xfer::FlushDenormals scope; my_kernel_calls(); }   // protect code that calls kernels directly
 //
-// The one thing to know: the mode is per thread. Guards nest (only the outermost touches the
-// team), a guard opened inside a parallel region covers just that thread, and OpenMP threads
-// created while a guard is open (a region wider than the team it set) inherit the flush mode and
-// keep it. Where there are no flush bits (not x86) everything here is a no-op.
+// The one thing to know: the mode is per thread. Guards nest (the team is set once, by the first
+// guard whose work can go parallel), a guard opened inside a parallel region covers just that
+// thread, and OpenMP threads created while a guard is open (a region wider than the team it set)
+// inherit the flush mode and keep it. Where there are no flush bits (not x86) all of it is a no-op.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <string>
+#include <type_traits>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "xfer/core/error.hpp"
+#include "xfer/core/parallel.hpp"
 #include "xfer/kernels/float_env.hpp"
 
 namespace xfer {
@@ -44,10 +48,12 @@ inline std::atomic<bool>& flush_setting() {
   return on;
 }
 
-// Per thread: how many guards are open on it and its flush bits from before the first.
+// Per thread: how many guards are open on it, its flush bits from before the first, and (on the
+// thread that opened it) whether an open guard has set the whole team.
 struct FlushThreadState {
   int depth = 0;
   kernels::fp_control_t saved = 0;
+  bool team_set = false;
 };
 inline thread_local FlushThreadState flush_thread_state;
 
@@ -85,27 +91,46 @@ inline bool flush_denormals_enabled() { return detail::flush_setting().load(std:
 // Process-wide switch; returns the previous setting. Guards already open keep what they did.
 inline bool set_flush_denormals(bool on) { return detail::flush_setting().exchange(on); }
 
-// Scoped FTZ + DAZ on the calling thread and its OpenMP team (see the top of this file).
+// Scoped FTZ + DAZ on the calling thread and, when the scope's work can go parallel, its OpenMP
+// team (see the top of this file).
 class FlushDenormals {
  public:
-  FlushDenormals() {
+  // The calling thread and its whole team.
+  FlushDenormals() : FlushDenormals([] { return std::numeric_limits<int64_t>::max(); }) {}
+  // `work` returns an estimate (from above) of the scalar operations in the scope, the measure
+  // XFER_OMP_FOR uses: at or below detail::kMinParallelWork xfer's loops and Eigen's products stay
+  // serial, so only the calling thread is set and the two OpenMP regions are saved (they cost more
+  // than a small model's whole forward). It is called only when the answer matters.
+  template <class F>
+    requires std::is_invocable_r_v<int64_t, F>
+  explicit FlushDenormals(F&& work) {
     if (!kernels::has_flush_control() || !flush_denormals_enabled()) return;
-    if (detail::flush_thread_state.depth > 0) {
-      detail::flush_enter();  // nested: the outermost guard already set the team
-      team_ = 1;
-      return;
+    detail::FlushThreadState& s = detail::flush_thread_state;
+    if (!s.team_set) {
+      const int team = detail::flush_team_size();
+      if (team > 1 && work() > detail::kMinParallelWork) {
+        detail::on_team(team, detail::flush_enter);
+        s.team_set = true;
+        team_ = team;
+        return;
+      }
     }
-    team_ = detail::flush_team_size();
-    detail::on_team(team_, detail::flush_enter);
+    detail::flush_enter();  // this thread (nested in a scope that set the team, or serial work)
+    team_ = 1;
   }
   ~FlushDenormals() {
-    if (team_ > 0) detail::on_team(team_, detail::flush_leave);
+    if (team_ > 1) {
+      detail::on_team(team_, detail::flush_leave);
+      detail::flush_thread_state.team_set = false;
+    } else if (team_ == 1) {
+      detail::flush_leave();
+    }
   }
   FlushDenormals(const FlushDenormals&) = delete;
   FlushDenormals& operator=(const FlushDenormals&) = delete;
 
  private:
-  int team_ = 0;  // 0: did nothing
+  int team_ = 0;  // 0: did nothing; 1: this thread; more: the team it set
 };
 
 }  // namespace xfer

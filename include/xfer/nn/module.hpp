@@ -83,7 +83,7 @@ class Module {
 
   // forward and backward run with subnormals flushed (core/float_env.hpp; opt out there).
   const Tensor<T>& forward(const Tensor<T>& x) {
-    FlushDenormals flush;
+    FlushDenormals flush = flush_scope(x, false);
     return forward_impl(x);
   }
   // Layers keep a pointer to their input for backward, so a temporary input would dangle: keep
@@ -94,7 +94,7 @@ class Module {
   // (returns an empty tensor) and only accumulates the gradients of its trainable parameters.
   const Tensor<T>& backward(const Tensor<T>& dy, bool need_input_grad = true) {
     ++backward_calls_;
-    FlushDenormals flush;
+    FlushDenormals flush = flush_scope(dy, true);
     const Tensor<T>& dx = backward_impl(dy, need_input_grad);
     input_grad_ = &dx;
     return dx;
@@ -279,6 +279,17 @@ class Module {
     return e;
   }
 
+  // The subnormal-flushing scope of a forward over x or a backward from dy, with an estimate from
+  // above of the pass's work for FlushDenormals: parameters x positions (a pass uses each weight
+  // at most once per batch element and pixel) + elements. Backward takes forward's positions too,
+  // since the gradient of logits has lost the spatial ones.
+  FlushDenormals flush_scope(const Tensor<T>& x, bool backward) {
+    const int64_t positions = x.ndim() >= 2 && x.dim(1) > 0 ? x.numel() / x.dim(1) : x.numel();
+    if (!backward) flush_positions_ = positions;
+    const int64_t pos = std::max<int64_t>({positions, backward ? flush_positions_ : 0, 1});
+    return FlushDenormals([&] { return (arena_ ? arena_->size() : count_parameters()) * pos + x.numel(); });
+  }
+
  private:
   void collect_modules(const std::string& prefix, std::vector<std::pair<std::string, Module<T>*>>& out) {
     out.emplace_back(prefix, this);
@@ -291,6 +302,12 @@ class Module {
   void collect_buffers(const std::string& prefix, std::vector<NamedBuffer<T>>& out) {
     for (auto& b : buffers_) out.push_back({prefix.empty() ? b.local_name : prefix + "." + b.local_name, b});
     for (auto& [name, child] : children_) child->collect_buffers(prefix.empty() ? name : prefix + "." + name, out);
+  }
+  int64_t count_parameters() const {
+    int64_t n = 0;
+    for (const auto& p : params_) n += p->numel;
+    for (const auto& [name, child] : children_) n += child->count_parameters();
+    return n;
   }
   std::string available_prefixes() {
     std::string s = " (top-level names: ";
@@ -328,6 +345,7 @@ class Module {
   std::string path_;
   bool training_ = true;
   int64_t backward_calls_ = 0;
+  int64_t flush_positions_ = 0;  // positions of the last forward's input (flush_scope)
   const Tensor<T>* input_grad_ = nullptr;  // what the last backward returned (release_input_grad)
 };
 
