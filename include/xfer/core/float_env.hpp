@@ -78,6 +78,13 @@ inline void on_team(int team, void (*f)()) {
 #endif
   f();
 }
+// Scopes whose work estimate is below this set only the calling thread. The estimates bound a whole
+// pass from above while xfer's loops go parallel one by one above kMinParallelWork, so the margin
+// keeps the two OpenMP regions of a team scope (microseconds idle, milliseconds on an overloaded
+// machine) away from passes that take less than about a millisecond. A loop of such a pass that
+// does go parallel runs its workers' share in the workers' own mode (IEEE unless set otherwise).
+inline constexpr int64_t kFlushTeamWork = 64 * kMinParallelWork;
+
 inline int flush_team_size() {
 #ifdef _OPENMP
   if (omp_get_active_level() < omp_get_max_active_levels()) return omp_get_max_threads();
@@ -98,9 +105,9 @@ class FlushDenormals {
   // The calling thread and its whole team.
   FlushDenormals() : FlushDenormals([] { return std::numeric_limits<int64_t>::max(); }) {}
   // `work` returns an estimate (from above) of the scalar operations in the scope, the measure
-  // XFER_OMP_FOR uses: at or below detail::kMinParallelWork xfer's loops and Eigen's products stay
-  // serial, so only the calling thread is set and the two OpenMP regions are saved (they cost more
-  // than a small model's whole forward). It is called only when the answer matters.
+  // XFER_OMP_FOR uses: at or below detail::kFlushTeamWork only the calling thread is set and the
+  // two OpenMP regions are saved (they cost more than a small model's whole forward). It is
+  // called only when the answer matters.
   template <class F>
     requires std::is_invocable_r_v<int64_t, F>
   explicit FlushDenormals(F&& work) {
@@ -108,7 +115,7 @@ class FlushDenormals {
     detail::FlushThreadState& s = detail::flush_thread_state;
     if (!s.team_set) {
       const int team = detail::flush_team_size();
-      if (team > 1 && work() > detail::kMinParallelWork) {
+      if (team > 1 && work() > detail::kFlushTeamWork) {
         detail::on_team(team, detail::flush_enter);
         s.team_set = true;
         team_ = team;
