@@ -60,3 +60,4 @@
 #include "xfer/train/epoch.hpp"
 #include "xfer/train/metrics.hpp"
 #include "xfer/train/progress.hpp"
+#include "xfer/train/replicas.hpp"
