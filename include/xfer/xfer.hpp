@@ -2,6 +2,7 @@
 #pragma once
 
 #include "xfer/core/error.hpp"
+#include "xfer/core/float_env.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/core/tensor.hpp"
@@ -64,4 +65,5 @@
 #include "xfer/train/metrics.hpp"
 #include "xfer/train/pretrain.hpp"
 #include "xfer/train/progress.hpp"
+#include "xfer/train/replicas.hpp"
 #include "xfer/train/report.hpp"
