@@ -32,12 +32,9 @@ namespace xfer::kernels {
 namespace detail {
 
 // The per-ISA policies the driver runs: panel shape, blocking, micro-kernel and packers.
-struct GenericGemm {
-  static constexpr Isa isa = Isa::generic;
-  static constexpr int64_t MR = generic::kMR, NR = generic::kNR, KC = 256, MC = 128, NC = 384;
-  static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
-    generic::micro_kernel_4x16(kc, a, b, c, ldc, first);
-  }
+template <int64_t MR_, int64_t NR_>
+struct PortablePacking {
+  static constexpr int64_t MR = MR_, NR = NR_, KC = 256, MC = 128, NC = 384;
   static void pack_a(const View<const float>& A, int64_t r0, int64_t mc, int64_t k0, int64_t kc, float* out) {
     pack::a<MR>(A, r0, mc, k0, kc, out);
   }
@@ -52,21 +49,19 @@ struct GenericGemm {
   }
 };
 
+struct GenericGemm : PortablePacking<generic::kMR, generic::kNR> {
+  static constexpr Isa isa = Isa::generic;
+  static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
+    generic::micro_kernel_4x16(kc, a, b, c, ldc, first);
+  }
+};
+
 #if XFER_HAVE_AVX2_KERNELS
-struct Avx2Gemm : GenericGemm {
+struct Avx2Gemm : PortablePacking<avx2::kMR, avx2::kNR> {
   static constexpr Isa isa = Isa::avx2;
-  static constexpr int64_t MR = avx2::kMR, NR = avx2::kNR, KC = 256, MC = 120, NC = 384;
+  static constexpr int64_t MC = 120;  // a multiple of 6 rows
   static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
     avx2::micro_kernel_6x16(kc, a, b, c, ldc, first);
-  }
-  static void pack_a(const View<const float>& A, int64_t r0, int64_t mc, int64_t k0, int64_t kc, float* out) {
-    pack::a<MR>(A, r0, mc, k0, kc, out);
-  }
-  static void pack_b(const View<const float>& B, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
-    pack::b<NR>(B, k0, kc, c0, nc, out);
-  }
-  static void pack_im2col(const Conv2dGeometry& g, const float* x, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
-    pack::im2col_b<NR>(g, x, k0, kc, c0, nc, out);
   }
   static void pack_im2col_t(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0, int64_t nc, float* out) {
     avx2::pack_im2col_t_b(g, x, r0, rc, c0, nc, out);
@@ -75,9 +70,8 @@ struct Avx2Gemm : GenericGemm {
 #endif
 
 #if XFER_HAVE_AVX512_KERNELS
-struct Avx512Gemm {
+struct Avx512Gemm : PortablePacking<avx512::kMR, avx512::kNR> {
   static constexpr Isa isa = Isa::avx512;
-  static constexpr int64_t MR = avx512::kMR, NR = avx512::kNR, KC = 256, MC = 128, NC = 384;
   static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
     avx512::micro_kernel_8x32(kc, a, b, c, ldc, first);
   }

@@ -69,17 +69,8 @@ XFER_TARGET_AVX2 inline void transpose_8x8(__m256 v[8]) {
 // at the padding) and one transpose instead of 64 scalar bounds tests.
 XFER_TARGET_AVX2 inline void pack_im2col_t_rows8(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc,
                                                  int64_t c0, int64_t nc, float* out) {
-  const int64_t P = g.out_plane(), HW = g.h * g.w, CHW = g.c * HW, KK = g.kh * g.kw;
-  thread_local std::vector<int64_t> tap_off, tap_i, tap_j;  // per column of the panel range
-  tap_off.resize(static_cast<size_t>(nc));
-  tap_i.resize(static_cast<size_t>(nc));
-  tap_j.resize(static_cast<size_t>(nc));
-  for (int64_t col = 0; col < nc; ++col) {
-    const int64_t k = c0 + col, ch = k / KK, i = (k % KK) / g.kw, j = k % g.kw;
-    tap_i[static_cast<size_t>(col)] = i;
-    tap_j[static_cast<size_t>(col)] = j;
-    tap_off[static_cast<size_t>(col)] = ch * HW + i * g.w + j;
-  }
+  const int64_t P = g.out_plane(), HW = g.h * g.w, CHW = g.c * HW;
+  const pack::TapTable& taps = pack::tap_table(g, c0, nc);
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t rg = 0; rg < rc; rg += 8) {
     const int64_t r = r0 + rg, img = r / P, p = r % P, oy = p / g.ow, ox0 = p % g.ow;
@@ -94,17 +85,17 @@ XFER_TARGET_AVX2 inline void pack_im2col_t_rows8(const Conv2dGeometry& g, const 
           v[l] = _mm256_setzero_ps();
           if (col >= nc) continue;
           const auto c = static_cast<size_t>(col);
-          const int64_t iy = iy0 + tap_i[c], ix = ix0 + tap_j[c];
+          const int64_t iy = iy0 + taps.i[c], ix = ix0 + taps.j[c];
           if (iy < 0 || iy >= g.h) continue;
           const int64_t lo = std::clamp<int64_t>(-ix, 0, 8), hi = std::clamp<int64_t>(g.w - ix, 0, 8);
           if (hi <= lo) continue;
           if (lo == 0 && hi == 8) {
-            v[l] = _mm256_loadu_ps(x + (at + tap_off[c]));
+            v[l] = _mm256_loadu_ps(x + (at + taps.off[c]));
           } else {
             // Lanes [lo, hi) lie in the image; the masked-off lanes are never read.
             const __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(static_cast<int>(lo) - 1)),
                                                _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), iota));
-            v[l] = _mm256_maskload_ps(x + (at + tap_off[c]), m);
+            v[l] = _mm256_maskload_ps(x + (at + taps.off[c]), m);
           }
         }
         transpose_8x8(v);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "xfer/kernels/geometry.hpp"
+#include "xfer/kernels/pack.hpp"
 #include "xfer/kernels/simd.hpp"
 
 #if XFER_HAVE_AVX512_KERNELS
@@ -134,17 +135,8 @@ XFER_TARGET_AVX512 inline void transpose_16x16(__m512 v[16]) {
 // transpose instead of 16 gathers.
 XFER_TARGET_AVX512 inline void pack_im2col_t_rows16(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0,
                                  int64_t nc, float* out) {
-  const int64_t P = g.out_plane(), HW = g.h * g.w, CHW = g.c * HW, KK = g.kh * g.kw;
-  thread_local std::vector<int64_t> tap_off, tap_i, tap_j;  // per column of the panel range
-  tap_off.resize(static_cast<size_t>(nc));
-  tap_i.resize(static_cast<size_t>(nc));
-  tap_j.resize(static_cast<size_t>(nc));
-  for (int64_t col = 0; col < nc; ++col) {
-    const int64_t k = c0 + col, ch = k / KK, i = (k % KK) / g.kw, j = k % g.kw;
-    tap_i[static_cast<size_t>(col)] = i;
-    tap_j[static_cast<size_t>(col)] = j;
-    tap_off[static_cast<size_t>(col)] = ch * HW + i * g.w + j;
-  }
+  const int64_t P = g.out_plane(), HW = g.h * g.w, CHW = g.c * HW;
+  const pack::TapTable& taps = pack::tap_table(g, c0, nc);
   for (int64_t rg = 0; rg < rc; rg += 16) {
     const int64_t r = r0 + rg, img = r / P, p = r % P, oy = p / g.ow, ox0 = p % g.ow;
     const int64_t iy0 = oy * g.sh - g.ph, ix0 = ox0 - g.pw;  // tap (i, j) of pixel q reads (iy0 + i, ix0 + j + q)
@@ -158,12 +150,12 @@ XFER_TARGET_AVX512 inline void pack_im2col_t_rows16(const Conv2dGeometry& g, con
           v[l] = _mm512_setzero_ps();
           if (col >= nc) continue;
           const auto c = static_cast<size_t>(col);
-          const int64_t iy = iy0 + tap_i[c], ix = ix0 + tap_j[c];
+          const int64_t iy = iy0 + taps.i[c], ix = ix0 + taps.j[c];
           if (iy < 0 || iy >= g.h) continue;
           const int64_t lo = std::clamp<int64_t>(-ix, 0, 16), hi = std::clamp<int64_t>(g.w - ix, 0, 16);
           if (hi <= lo) continue;
           const uint32_t bits = (hi == 16 ? 0xFFFFu : ((1u << hi) - 1u)) & ~((1u << lo) - 1u);
-          v[l] = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits), base + tap_off[c]);
+          v[l] = _mm512_maskz_loadu_ps(static_cast<__mmask16>(bits), base + taps.off[c]);
         }
         transpose_16x16(v);
         for (int q = 0; q < 16; ++q) _mm512_storeu_ps(panel + (rg + q) * 32 + 16 * h, v[q]);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "xfer/kernels/geometry.hpp"
 #include "xfer/kernels/view.hpp"
@@ -81,6 +82,25 @@ void b(const View<const float>& B, int64_t k0, int64_t kc, int64_t c0, int64_t n
       }
     }
   }
+}
+
+// For im2col rows k in [c0, c0+nc): tap (i, j) and the offset ch*h*w + i*w + j into an image
+// (one table per thread, reused by the transposing packers).
+struct TapTable {
+  std::vector<int64_t> off, i, j;
+};
+inline const TapTable& tap_table(const Conv2dGeometry& g, int64_t c0, int64_t nc) {
+  thread_local TapTable t;
+  const int64_t KK = g.kh * g.kw;
+  t.off.resize(static_cast<size_t>(nc));
+  t.i.resize(static_cast<size_t>(nc));
+  t.j.resize(static_cast<size_t>(nc));
+  for (int64_t col = 0; col < nc; ++col) {
+    const int64_t k = c0 + col, ch = k / KK, i = (k % KK) / g.kw, j = k % g.kw;
+    const auto c = static_cast<size_t>(col);
+    t.i[c] = i, t.j[c] = j, t.off[c] = ch * g.h * g.w + i * g.w + j;
+  }
+  return t;
 }
 
 // One panel's lanes of the im2col matrix, copied in groups of L lanes whose pixels are consecutive
