@@ -59,7 +59,6 @@ struct GenericGemm : PortablePacking<generic::kMR, generic::kNR> {
 #if XFER_HAVE_AVX2_KERNELS
 struct Avx2Gemm : PortablePacking<avx2::kMR, avx2::kNR> {
   static constexpr Isa isa = Isa::avx2;
-  static constexpr int64_t MC = 128;  // one row tile for up to 128 output channels: B packed once
   static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
     avx2::micro_kernel_6x16(kc, a, b, c, ldc, first);
   }
