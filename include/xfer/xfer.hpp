@@ -3,6 +3,7 @@
 
 #include "xfer/core/cpu.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/core/float_env.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/core/tensor.hpp"
@@ -60,3 +61,4 @@
 #include "xfer/train/epoch.hpp"
 #include "xfer/train/metrics.hpp"
 #include "xfer/train/progress.hpp"
+#include "xfer/train/replicas.hpp"
