@@ -1,6 +1,7 @@
 // xfer: header-only C++20 transfer learning and meta-learning on the CPU. Include this one header.
 #pragma once
 
+#include "xfer/core/cpu.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/core/float_env.hpp"
 #include "xfer/core/parallel.hpp"
