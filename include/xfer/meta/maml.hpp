@@ -149,6 +149,7 @@ class MAML {
   // weights. The result stays in fast_weights() for evaluate()/predict(); the model is unchanged.
   std::vector<double> adapt(const Tensor<T>& support_x, const Target<T>& support_y, int steps = -1) {
     if (steps < 0) steps = opt_.inner_steps;
+    FlushDenormals flush([&] { return model_.arena().size() * support_x.numel(); });  // core/float_env.hpp
     check_layout();
     prepare_lrs();
     typename InnerLoopBn<T>::Scope bn(bn_);
@@ -204,6 +205,7 @@ class MAML {
   // gradients of parameters() across processes, then step the optimizer.)
   TaskResult accumulate(const Tensor<T>& support_x, const Target<T>& support_y, const Tensor<T>& query_x,
                         const Target<T>& query_y, double weight = 1.0) {
+    FlushDenormals flush([&] { return model_.arena().size() * (support_x.numel() + query_x.numel()); });
     TaskResult res = run_task(support_x, support_y, query_x, query_y, /*gradients=*/true);
     // Accumulate into the model's gradients (trainable entries only) and the learning rates'.
     auto& arena = model_.arena();
