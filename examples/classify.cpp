@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
       std::printf("%-5lld %-6lld %-10.6f %s\n", static_cast<long long>(r + 1), static_cast<long long>(c),
                   prob[static_cast<size_t>(c)], static_cast<size_t>(c) < labels.size() ? labels[static_cast<size_t>(c)].c_str() : "");
     }
-  } catch (const xfer::Error& e) {
+  } catch (const std::exception& e) {
     std::cerr << "classify: " << e.what() << "\n";
     return 1;
   }
