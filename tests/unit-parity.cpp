@@ -218,24 +218,21 @@ int fused_convs(nn::Module<float>& net) {
 void check_fused(models::Model<float>& net, const std::string& weights, const io::SafetensorsReader& ref,
                  int expected_fused) {
   io::load_safetensors(net, weights);
+  auto compare = [&](const char* path) {
+    CHECK(fused_convs(net) == expected_fused);
+    for (int size : {32, 224}) {
+      const auto x = ref.read_tensor<float>("input" + std::to_string(size));
+      const double e = rel_err(net.forward(x).data(), 2 * 1000, ref.read<float>("logits_eval" + std::to_string(size)));
+      std::cout << net.type_name() << " " << path << " logits " << size << ": rel err " << e << "\n";
+      CHECK(e <= 1e-4);
+    }
+  };
   REQUIRE(nn::prepare_inference(net) > 0);
-  CHECK(fused_convs(net) == expected_fused);
-  for (int size : {32, 224}) {
-    const auto x = ref.read_tensor<float>("input" + std::to_string(size));
-    const double e = rel_err(net.forward(x).data(), 2 * 1000, ref.read<float>("logits_eval" + std::to_string(size)));
-    std::cout << net.type_name() << " prepare_inference logits " << size << ": rel err " << e << "\n";
-    CHECK(e <= 1e-4);
-  }
+  compare("prepare_inference");
   nn::prepare_inference(net, false);
   net.train();
   net.freeze_backbone({.bn_stats = true});
-  CHECK(fused_convs(net) == expected_fused);
-  for (int size : {32, 224}) {
-    const auto x = ref.read_tensor<float>("input" + std::to_string(size));
-    const double e = rel_err(net.forward(x).data(), 2 * 1000, ref.read<float>("logits_eval" + std::to_string(size)));
-    std::cout << net.type_name() << " frozen-backbone train-mode logits " << size << ": rel err " << e << "\n";
-    CHECK(e <= 1e-4);
-  }
+  compare("frozen-backbone train-mode");
 }
 
 }  // namespace

@@ -1,0 +1,7 @@
+// xfer/train.hpp: training helpers: one epoch over a Loader, metrics, progress lines and learning curves.
+#pragma once
+
+#include "xfer/train/epoch.hpp"
+#include "xfer/train/metrics.hpp"
+#include "xfer/train/progress.hpp"
+#include "xfer/train/curves.hpp"
