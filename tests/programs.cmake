@@ -27,9 +27,13 @@ if(XFER_BUILD_EXAMPLES)
   # torchvision's resnet18 has 11,689,512 parameters; a frozen backbone leaves fc (512*1000 + 1000).
   xfer_program_test(model_summary "total==11689512;trainable==513000" $<TARGET_FILE:model_summary> --model resnet18
     --num-classes 1000 --freeze-backbone --json)
-  # A short meta-training: one adaptation step must already lower the query MSE of new tasks.
-  xfer_program_test(maml_sinusoid "mse_1step<mse_pre;mse_10step<mse_1step" $<TARGET_FILE:maml_sinusoid>
-    --iterations 300 --meta-batch 5 --eval-tasks 50 --threads 1 --json)
-  xfer_program_test(maml_sinusoid-first-order "mse_1step<mse_pre" $<TARGET_FILE:maml_sinusoid> --first-order
-    --iterations 300 --meta-batch 5 --eval-tasks 50 --threads 1 --json)
+  # A short meta-training (2000 iterations, ~10 s): adaptation lowers the query MSE of new tasks, and
+  # second-order MAML after one step beats the jointly pretrained baseline after one step. Measured
+  # 2026-12-03 (MSE before / 1 step / 10 steps): second order 3.07 / 1.44 / 0.72 (baseline 1 step
+  # 2.38), first order 3.02 / 1.81 / 1.16.
+  set(args --iterations 2000 --meta-batch 5 --eval-tasks 50 --threads 1 --json)
+  xfer_program_test(maml_sinusoid "mse_1step<mse_pre;mse_10step<mse_1step;mse_1step<baseline_1step"
+    $<TARGET_FILE:maml_sinusoid> ${args})
+  xfer_program_test(maml_sinusoid-first-order "mse_1step<mse_pre;mse_10step<mse_1step"
+    $<TARGET_FILE:maml_sinusoid> --first-order ${args})
 endif()
