@@ -10,3 +10,7 @@
 #include "xfer/data/open_dataset.hpp"
 #include "xfer/data/split.hpp"
 #include "xfer/data/transforms.hpp"
+#include "xfer/data/random_erasing.hpp"
+#include "xfer/data/mix.hpp"
+#include "xfer/data/auto_augment.hpp"
+#include "xfer/data/augment_ops.hpp"

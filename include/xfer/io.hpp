@@ -6,4 +6,5 @@
 #include "xfer/io/safetensors.hpp"
 #include "xfer/io/state_dict.hpp"
 #include "xfer/io/state_json.hpp"
+#include "xfer/io/train_state_json.hpp"
 #include "xfer/io/checkpoint.hpp"

@@ -5,3 +5,5 @@
 #include "xfer/train/metrics.hpp"
 #include "xfer/train/progress.hpp"
 #include "xfer/train/curves.hpp"
+#include "xfer/train/early_stopping.hpp"
+#include "xfer/train/ema.hpp"

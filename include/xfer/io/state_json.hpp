@@ -26,23 +26,19 @@ inline void to_json(nlohmann::json& j, const Options& o) {
   j = nlohmann::json::object();
   for (const auto& [key, v] : o) std::visit([&, &key = key](const auto& x) { j[key] = x; }, v);
 }
+inline OptionValue option_from_json(const nlohmann::json& j, const std::string& key, const std::string& where) {
+  const auto& v = io::detail::json_at(j, key, where);
+  if (v.is_boolean()) return v.get<bool>();
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) return v.get<double>();
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) return io::detail::json_get<std::vector<double>>(j, key, where);
+  throw Error(xfer::detail::concat(where, ": key '", key, "' has the unsupported type ", v.type_name()));
+}
 inline Options options_from_json(const nlohmann::json& j, const std::string& where) {
   XFER_CHECK(j.is_object(), where, ": options must be a JSON object, got ", j.type_name());
   Options o;
-  for (const auto& [key, v] : j.items()) {
-    if (v.is_boolean())
-      o[key] = v.get<bool>();
-    else if (v.is_number_integer())
-      o[key] = v.get<int64_t>();
-    else if (v.is_number_float())
-      o[key] = v.get<double>();
-    else if (v.is_string())
-      o[key] = v.get<std::string>();
-    else if (v.is_array())
-      o[key] = io::detail::json_get<std::vector<double>>(j, key, where);
-    else
-      throw Error(xfer::detail::concat(where, ": option '", key, "' has the unsupported type ", v.type_name()));
-  }
+  for (const auto& [key, v] : j.items()) o[key] = option_from_json(j, key, where);
   return o;
 }
 
@@ -82,11 +78,12 @@ void from_json(const nlohmann::json& j, OptimizerState<T>& st) {
   }
 }
 
-// ---- Schedulers: counters, "options" and nested schedulers under their own keys -----------------
+// ---- Schedulers: counters, "options"; further values and nested schedulers under their own keys --
 inline void to_json(nlohmann::json& j, const SchedulerState& st) {
   j = {{"kind", st.kind}, {"last_epoch", st.last_epoch}, {"base_lrs", st.base_lrs}, {"last_lr", st.last_lr}};
   if (st.step_count) j["step_count"] = *st.step_count;
   if (!st.options.empty()) to_json(j["options"], st.options);
+  for (const auto& [key, v] : st.values) std::visit([&, &key = key](const auto& x) { j[key] = x; }, v);
   for (const auto& [name, child] : st.children) j[name] = child ? nlohmann::json(*child) : nlohmann::json(nullptr);
 }
 inline void from_json(const nlohmann::json& j, SchedulerState& st) {
@@ -103,9 +100,10 @@ inline void from_json(const nlohmann::json& j, SchedulerState& st) {
     if (key == "kind" || key == "last_epoch" || key == "base_lrs" || key == "last_lr" || key == "step_count" ||
         key == "options")
       continue;
-    XFER_CHECK(v.is_null() || v.is_object(), where, ": key '", key, "' must be a nested scheduler state or null, got ",
-               v.type_name());
-    st.children[key] = v.is_null() ? nullptr : std::make_shared<const SchedulerState>(v.get<SchedulerState>());
+    if (v.is_null() || v.is_object())  // a nested scheduler, or none
+      st.children[key] = v.is_null() ? nullptr : std::make_shared<const SchedulerState>(v.get<SchedulerState>());
+    else
+      st.values[key] = option_from_json(j, key, where);
   }
 }
 

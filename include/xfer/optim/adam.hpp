@@ -107,6 +107,13 @@ class Adam : public Optimizer<T> {
 
   std::string kind() const override { return decoupled_ ? "AdamW" : "Adam"; }
   const AdamOptions& options() const { return opt_; }
+  // Sets betas[0] (OneCycleLR cycles it as the momentum); validated like the constructor's option.
+  void set_beta1(double b1) {
+    AdamOptions o = opt_;
+    o.betas[0] = b1;
+    detail::validate(o, kind() + "::set_beta1");
+    opt_ = o;
+  }
 
  protected:
   using typename Optimizer<T>::ParamState;

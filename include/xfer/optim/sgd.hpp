@@ -55,6 +55,13 @@ class SGD : public Optimizer<T> {
 
   std::string kind() const override { return "SGD"; }
   const SGDOptions& options() const { return opt_; }
+  // Sets the momentum (OneCycleLR cycles it); validated like the constructor's option.
+  void set_momentum(double m) {
+    SGDOptions o = opt_;
+    o.momentum = m;
+    detail::validate(o, "SGD::set_momentum");
+    opt_ = o;
+  }
 
  protected:
   using typename Optimizer<T>::ParamState;

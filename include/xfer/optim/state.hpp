@@ -59,6 +59,7 @@ struct SchedulerState {
   std::vector<double> base_lrs = {}, last_lr = {};
   std::optional<int64_t> step_count = std::nullopt;  // schedulers that count their own steps
   Options options = {};
+  Options values = {};  // further counters of one kind (CosineAnnealingWarmRestarts' T_cur, T_i)
   std::map<std::string, std::shared_ptr<const SchedulerState>> children = {};
 };
 
