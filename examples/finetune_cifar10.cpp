@@ -9,9 +9,15 @@
 //
 // Writes OUT/metrics.csv, OUT/curves.svg, OUT/last.safetensors (a resumable checkpoint, written
 // atomically every epoch) and OUT/best.safetensors (weights with the best validation accuracy).
+//
+// Built with MPI (xfer::mpi), `mpirun -np N finetune_cifar10 ...` trains data parallel: --batch is
+// per rank (global batch = N x --batch), gradients are averaged, rank 0 alone prints and writes.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <xfer/xfer.hpp>
+#ifdef XFER_WITH_MPI
+#include <xfer/dist.hpp>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -44,7 +50,7 @@ struct Config {
   int epochs = 40, freeze_epochs = 5, threads = 0, plateau_patience = 2, image_size = 32, stop_after = 0;
   int64_t batch = 64, limit_train = 0;
   uint64_t seed = 0;
-  bool resume = false, json = false, augment = true, freeze_bn_stats = false, progress = true;
+  bool resume = false, json = false, augment = true, freeze_bn_stats = false, progress = true, sync_bn = false;
 };
 
 // A CIFAR-10 binary directory or an ImageFolder root, resized to the training side.
@@ -76,6 +82,13 @@ int run(const Config& c) {
   const auto t0 = std::chrono::steady_clock::now();
   if (c.threads > 0) set_num_threads(c.threads);
   else threads_from_env();
+#ifdef XFER_WITH_MPI
+  dist::Communicator comm;  // a world of one without mpirun
+  const int rank = comm.rank(), world = comm.size();
+#else
+  const int rank = 0, world = 1;
+#endif
+  if (rank != 0 && !std::freopen("/dev/null", "w", stdout)) return 1;  // rank 0 alone prints
   fs::create_directories(c.out);
   const fs::path out = c.out, last = out / "last.safetensors", best = out / "best.safetensors";
 
@@ -102,7 +115,7 @@ int run(const Config& c) {
               static_cast<long long>(train_set.size()), static_cast<long long>(val_set.size()),
               test_full ? (", " + std::to_string(test_full->size()) + " test").c_str() : "");
 
-  data::Loader<float> train_loader(train_set, train_transforms(c), {.batch_size = c.batch, .shuffle = true, .seed = c.seed});
+  data::Loader<float> train_loader(train_set, train_transforms(c), {.batch_size = c.batch, .shuffle = true, .seed = c.seed, .rank = rank, .world = world});
   std::optional<data::Loader<float>> val_loader;
   if (val_set.size() > 0) val_loader.emplace(val_set, data::cifar10_eval_transforms(), data::LoaderOptions{.batch_size = 256});
 
@@ -145,6 +158,15 @@ int run(const Config& c) {
     std::printf("--resume: no %s yet, starting from scratch\n", last.string().c_str());
   }
 
+  train::Replicas* replicas = nullptr;
+#ifdef XFER_WITH_MPI
+  // Rank 0's weights and optimizer state everywhere; every rank must have resumed the same epoch.
+  comm.require_same(start_epoch, "the epoch to resume from (is OUT on a filesystem every rank sees?)");
+  std::optional<dist::DataParallel<float>> dp;
+  if (world > 1) replicas = &dp.emplace(*net, opt.get(), comm, dist::DataParallelOptions{.sync_batchnorm = c.sync_bn});
+  if (world > 1) std::printf("data parallel: %d ranks x batch %lld = global batch %lld%s\n", world, static_cast<long long>(c.batch), static_cast<long long>(c.batch * world), c.sync_bn ? ", synchronized BN" : "");
+#endif
+
   // ---- epochs -------------------------------------------------------------------------------
   double train_seconds = 0;
   int64_t train_images = 0;
@@ -163,7 +185,7 @@ int run(const Config& c) {
     }
     train_loader.set_epoch(epoch - 1);
     const double lr = opt->lr(0);
-    auto tr = train::train_epoch(*net, *opt, train_loader, {.epoch = epoch, .progress = c.progress});
+    auto tr = train::train_epoch(*net, *opt, train_loader, {.epoch = epoch, .progress = c.progress, .replicas = replicas});
     train::EpochResult va;
     if (val_loader) va = train::evaluate(*net, *val_loader);
     if (val_loader) plateau.step(va.loss);
@@ -178,18 +200,18 @@ int run(const Config& c) {
                 tr.seconds + va.seconds, tr.img_per_s, frozen ? "  [backbone frozen]" : "");
     std::fflush(stdout);
 
-    train::write_metrics_csv(out / "metrics.csv", history);
-    train::write_curves_svg(out / "curves.svg", history);
+    if (rank == 0) train::write_metrics_csv(out / "metrics.csv", history);
+    if (rank == 0) train::write_curves_svg(out / "curves.svg", history);
     if (val_loader && va.accuracy > best_val_acc) {
       best_val_acc = va.accuracy;
-      io::save_safetensors(*net, best.string(), {{"epoch", std::to_string(epoch)}, {"val_acc", std::to_string(va.accuracy)}});
+      if (rank == 0) io::save_safetensors(*net, best.string(), {{"epoch", std::to_string(epoch)}, {"val_acc", std::to_string(va.accuracy)}});
     }
     // Fault injection for the crash-during-checkpoint test: die between writing and renaming.
     if (const char* crash = std::getenv("XFER_TEST_CRASH_IN_CHECKPOINT"); crash && std::atoi(crash) == epoch)
       io::detail::checkpoint_before_rename_hook() = [] { std::_Exit(137); };
     nlohmann::json state = {{"epoch", epoch}, {"history", history}, {"best_val_acc", best_val_acc},
                             {"plateau", plateau.state()}, {"seed", c.seed}, {"model", c.model}};
-    io::save_checkpoint(last.string(), *net, opt.get(), state);
+    if (rank == 0) io::save_checkpoint(last.string(), *net, opt.get(), state);
     if (c.stop_after > 0 && epochs_run >= c.stop_after && epoch < c.epochs) {
       std::printf("stopping after %d epoch(s) as asked (--stop-after); continue with --resume\n", epochs_run);
       return 0;
@@ -250,6 +272,7 @@ int main(int argc, char** argv) {
   app.add_flag("--resume", c.resume, "Continue from OUT/last.safetensors");
   app.add_flag("--json", c.json, "Print a JSON summary as the last line");
   app.add_flag("!--no-augment", c.augment, "Train without augmentation");
+  app.add_flag("--sync-bn", c.sync_bn, "Under mpirun: BatchNorm statistics over all ranks' batches (default: each rank's own)");
   app.add_flag("--freeze-bn-stats", c.freeze_bn_stats, "Keep BatchNorm statistics fixed while the backbone is frozen");
   app.add_flag("!--no-progress", c.progress, "No progress bar (epoch lines only)");
   app.add_option("--stop-after", c.stop_after, "Stop after N epochs of this invocation, as if interrupted (for --resume)");
@@ -258,10 +281,19 @@ int main(int argc, char** argv) {
     std::fputs(kHowToGetData, stderr);
     return 2;
   }
+#ifdef XFER_WITH_MPI
+  dist::Environment mpi(argc, argv);
+#endif
   try {
     return run(c);
+  } catch (const train::AgreedError& e) {  // every rank stops here together
+    std::fprintf(stderr, "finetune_cifar10: error: %s\n", e.what());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "finetune_cifar10: error: %s\n", e.what());
+#ifdef XFER_WITH_MPI
+    if (dist::Environment::world_size() > 1) dist::Environment::abort(1);  // the other ranks would wait forever
+#endif
     return 1;
   }
 }

@@ -7,3 +7,4 @@
 #include "xfer/train/curves.hpp"
 #include "xfer/train/early_stopping.hpp"
 #include "xfer/train/ema.hpp"
+#include "xfer/train/replicas.hpp"

@@ -5,6 +5,9 @@
 // from (seed, epoch) and each sample's augmentation Rng from (seed, epoch, dataset index) — so results
 // do not depend on threads or prefetching, and state() {epoch, position} is all a checkpoint needs.
 // Iterating continues from the current position; finishing an epoch moves to the next one.
+// Distributed sampling (rank/world): every process walks the same seeded epoch order in global
+// batches of batch_size * world and takes its own contiguous slice of each, so the ranks' shards are
+// disjoint and together see exactly what one process with the global batch would see.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -40,6 +44,11 @@ struct LoaderOptions {
   uint64_t seed = 0;
   bool prefetch = true;    // prepare the next batch on a background thread
   int threads = 0;         // OpenMP threads preparing one batch; 0: 1 when prefetching, all otherwise
+  // Distributed sampler: this process is `rank` of `world`; batch_size is the per-rank batch. A last
+  // global batch of L < batch_size * world samples is split as evenly as possible (sizes differ by at
+  // most one); one with fewer samples than ranks is dropped so that no rank gets an empty batch.
+  int rank = 0;
+  int world = 1;
 };
 
 // Exactly two members, so `for (auto& [x, y] : loader)` works.
@@ -72,6 +81,8 @@ class Loader {
       : ds_(&ds), transform_(std::move(transform)), opt_(opt) {
     XFER_CHECK(opt_.batch_size > 0, "Loader: batch_size must be > 0, got ", opt_.batch_size);
     XFER_CHECK(opt_.threads >= 0, "Loader: threads must be >= 0, got ", opt_.threads);
+    XFER_CHECK(opt_.world >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world, "Loader: rank ", opt_.rank,
+               " of world ", opt_.world, " is invalid (expected 0 <= rank < world)");
     XFER_CHECK(ds.size() > 0, "Loader: the dataset is empty");
     XFER_CHECK(num_batches() > 0, "Loader: ", ds.size(), " samples make no full batch of ", opt_.batch_size,
                " with drop_last");
@@ -91,8 +102,14 @@ class Loader {
 
   int64_t num_samples() const { return ds_->size(); }
   int64_t num_batches() const {
-    const int64_t n = ds_->size(), b = opt_.batch_size;
-    return opt_.drop_last ? n / b : (n + b - 1) / b;
+    const int64_t n = ds_->size(), g = opt_.batch_size * opt_.world;
+    return n / g + (!opt_.drop_last && n % g >= opt_.world ? 1 : 0);
+  }
+  // Where this rank's part of batch `b` lies in the epoch order: {first position, count}.
+  std::pair<int64_t, int64_t> slice(int64_t b) const {
+    const int64_t g = opt_.batch_size * opt_.world, first = b * g;
+    const int64_t len = std::min(g, ds_->size() - first), base = len / opt_.world, extra = len % opt_.world;
+    return {first + opt_.rank * base + std::min<int64_t>(opt_.rank, extra), base + (opt_.rank < extra ? 1 : 0)};
   }
   int64_t size() const { return num_batches(); }
   const LoaderOptions& options() const { return opt_; }
@@ -176,8 +193,7 @@ class Loader {
 
   // Fills `out` with batch `b` of epoch `e` (order given), preparing samples on `threads` OpenMP threads.
   void build(const std::vector<int64_t>& order, int64_t e, int64_t b, Batch<T>& out, int threads) const {
-    const int64_t start = b * opt_.batch_size;
-    const int64_t n = std::min<int64_t>(opt_.batch_size, static_cast<int64_t>(order.size()) - start);
+    const auto [start, n] = slice(b);
     const std::span<const int64_t> indices(order.data() + start, static_cast<size_t>(n));
     stack(indices, [&](int64_t idx, Tensor<float>& sample) { prepare(idx, e, sample); }, out.x,
           {.threads = threads,

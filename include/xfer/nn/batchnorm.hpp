@@ -16,14 +16,20 @@
 // Conv2d::fold_into) and a residual handed in by the ResNet block (set_residual) are applied in
 // the normalisation pass, y = relu(bn(x) + residual), and the ReLU passes y through: one pass over
 // the activations instead of three, and no separate tensors for the sum and the ReLU output.
+//
+// Synchronized BN (dist::enable_sync_batchnorm): with a cross-replica sum set, batch statistics and
+// the backward's per-channel sums are taken over the batches of all data-parallel ranks, assuming
+// each rank's loss is the mean over its own batch (rank r's gradient share is M_r / M_global).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "xfer/core/parallel.hpp"
 #include "xfer/nn/init.hpp"
+#include "xfer/nn/detail/batchnorm_sync.hpp"
 #include "xfer/nn/module.hpp"
 #include "xfer/nn/relu.hpp"
 
@@ -100,6 +106,8 @@ class BatchNorm2d : public Module<T> {
   // A tensor shaped like the output, added before the ReLU on the next unfolded forward (the
   // ResNet block's shortcut). Cleared by passing nullptr.
   void set_residual(const Tensor<T>* r) { residual_ = r; }
+  // Sums `n` doubles over all data-parallel ranks in place (empty: local statistics, the default).
+  void set_cross_replica_sum(std::function<void(double*, int64_t)> sum) { cross_sum_ = std::move(sum); }
 
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
@@ -137,6 +145,13 @@ class BatchNorm2d : public Module<T> {
     T* yd = y_.data();
     const T* rd = residual_ ? residual_->data() : nullptr;
     const bool relu = relu_ != nullptr;
+    synced_ = batch_stats_ && cross_sum_;
+    if (synced_) {
+      forward_synced(xd, yd, rd, relu, N, C, P);
+      ++num_batches_tracked_;
+      if (relu_) relu_->set_fused_input(&y_);
+      return y_;
+    }
     if (P < kSmallPlane) {
       forward_small_planes(xd, yd, rd, relu, N, C, P);
       if (batch_stats_) ++num_batches_tracked_;
@@ -211,6 +226,10 @@ class BatchNorm2d : public Module<T> {
     const T* xd = x_->data();
     const T* g = dy.data();
     T* dxd = need_input_grad ? dx_.data() : nullptr;
+    if (synced_) {
+      backward_synced(xd, g, dxd, N, C, P);
+      return need_input_grad ? dx_ : this->empty_tensor();
+    }
     if (P < kSmallPlane) {
       backward_small_planes(xd, g, dxd, N, C, P);
       return need_input_grad ? dx_ : this->empty_tensor();
@@ -267,6 +286,31 @@ class BatchNorm2d : public Module<T> {
     const double m = opt_.momentum;
     running_mean_[c] = static_cast<T>((1 - m) * running_mean_[c] + m * mean);
     running_var_[c] = static_cast<T>((1 - m) * running_var_[c] + m * sum_sq_dev / (count - 1));
+  }
+
+  void forward_synced(const T* xd, T* yd, const T* rd, bool relu, int64_t N, int64_t C, int64_t P) {
+    std::vector<double> ss(static_cast<size_t>(C));
+    const double M = detail::synced_moments(xd, N, C, P, cross_sum_, mean_.data(), ss.data());
+    synced_share_ = static_cast<double>(N * P) / M;
+    std::vector<T> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+      const size_t k = static_cast<size_t>(c);
+      if (!stats_frozen_) update_running_stats(c, mean_[k], ss[k], M);
+      const double inv = 1.0 / std::sqrt(ss[k] / M + opt_.eps);
+      invstd_[k] = static_cast<T>(inv);
+      scale[k] = static_cast<T>(weight_.value[c] * inv);
+      shift[k] = static_cast<T>(bias_.value[c] - mean_[k] * weight_.value[c] * inv);
+    }
+    detail::apply_affine(xd, yd, rd, relu, N, C, P, scale.data(), shift.data());
+  }
+  void backward_synced(const T* xd, const T* g, T* dxd, int64_t N, int64_t C, int64_t P) {
+    std::vector<double> sum_dy(static_cast<size_t>(C)), sum_dy_xhat(static_cast<size_t>(C));
+    detail::synced_backward(xd, g, dxd, N, C, P, mean_.data(), invstd_.data(), weight_.value, synced_share_, cross_sum_,
+                            sum_dy.data(), sum_dy_xhat.data());
+    for (int64_t c = 0; c < C; ++c) {
+      if (weight_.trainable) weight_.grad[c] += static_cast<T>(sum_dy_xhat[static_cast<size_t>(c)]);
+      if (bias_.trainable) bias_.grad[c] += static_cast<T>(sum_dy[static_cast<size_t>(c)]);
+    }
   }
 
   void forward_small_planes(const T* xd, T* yd, const T* rd, bool relu, int64_t N, int64_t C, int64_t P) {
@@ -385,6 +429,9 @@ class BatchNorm2d : public Module<T> {
   int64_t num_batches_tracked_ = 0;
   bool stats_frozen_ = false;
   bool batch_stats_ = false;  // what the last forward used
+  bool synced_ = false;       // the last forward took cross-replica statistics
+  double synced_share_ = 1;   // this rank's share of the global batch in that forward
+  std::function<void(double*, int64_t)> cross_sum_;
   bool inference_folding_ = false;
   bool folded_ = false;  // the last forward passed a folded conv output through
   const Tensor<T>* folded_input_ = nullptr;

@@ -91,8 +91,12 @@ class Module {
     ++backward_calls_;
     const Tensor<T>& dx = backward_impl(dy, need_input_grad);
     input_grad_ = &dx;
+    if (backward_hook_) backward_hook_(*this);
     return dx;
   }
+  // Called at the end of every backward of this module, when the gradients of all parameters of its
+  // subtree are complete (dist::DataParallel starts allreducing them while backward goes on).
+  void set_backward_hook(std::function<void(Module<T>&)> hook) { backward_hook_ = std::move(hook); }
   // Called by whoever consumed the input gradient the last backward returned (the layer below in
   // a chain): its storage goes back to the spare-buffer pool for the next layer's gradient, so a
   // backward pass keeps a few gradient tensors alive instead of one per layer. A module that
@@ -323,6 +327,7 @@ class Module {
   bool training_ = true;
   int64_t backward_calls_ = 0;
   const Tensor<T>* input_grad_ = nullptr;  // what the last backward returned (release_input_grad)
+  std::function<void(Module<T>&)> backward_hook_;
 };
 
 namespace detail {
