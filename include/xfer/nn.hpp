@@ -2,7 +2,9 @@
 // optimizers, data or files). Include a model header (xfer/models/resnet.hpp) or xfer/models.hpp next to it.
 #pragma once
 
+#include "xfer/core/cpu.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/core/float_env.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/core/tensor.hpp"

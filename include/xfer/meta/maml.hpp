@@ -143,6 +143,7 @@ class MAML {
   // weights. The result stays in fast_weights() for evaluate()/predict(); the model is unchanged.
   std::vector<double> adapt(const Tensor<T>& support_x, const Target<T>& support_y, int steps = -1) {
     if (steps < 0) steps = opt_.inner_steps;
+    FlushDenormals flush([&] { return model_.arena().size() * support_x.numel(); });  // core/float_env.hpp
     check_layout();
     auto& arena = model_.arena();
     ensure(theta_a_);
@@ -188,6 +189,7 @@ class MAML {
   // gradients of inner_lrs() with learn_inner_lr). Nothing is stored per task.
   TaskResult accumulate(const Tensor<T>& support_x, const Target<T>& support_y, const Tensor<T>& query_x,
                         const Target<T>& query_y, double weight = 1.0) {
+    FlushDenormals flush([&] { return model_.arena().size() * (support_x.numel() + query_x.numel()); });
     check_layout();
     auto& arena = model_.arena();
     const int k = opt_.inner_steps;

@@ -17,6 +17,7 @@ class Model : public nn::Module<T> {
   using nn::Module<T>::forward;
   // A model copies its input, so a temporary batch is fine here (unlike a bare layer).
   const Tensor<T>& forward(Tensor<T>&& x) {
+    FlushDenormals flush = this->flush_scope(x, false);
     input_ = std::move(x);
     return forward_model(input_);
   }

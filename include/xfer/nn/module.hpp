@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "xfer/core/error.hpp"
+#include "xfer/core/float_env.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/tensor.hpp"
@@ -80,7 +81,11 @@ class Module {
     return path_.empty() ? s : "'" + path_ + "' " + s;
   }
 
-  const Tensor<T>& forward(const Tensor<T>& x) { return forward_impl(x); }
+  // forward and backward run with subnormals flushed (core/float_env.hpp; opt out there).
+  const Tensor<T>& forward(const Tensor<T>& x) {
+    FlushDenormals flush = flush_scope(x, false);
+    return forward_impl(x);
+  }
   // Layers keep a pointer to their input for backward, so a temporary input would dangle: keep
   // the batch in a named variable. (models::Model copies its input and accepts temporaries.)
   const Tensor<T>& forward(Tensor<T>&& x) = delete;
@@ -89,6 +94,7 @@ class Module {
   // (returns an empty tensor) and only accumulates the gradients of its trainable parameters.
   const Tensor<T>& backward(const Tensor<T>& dy, bool need_input_grad = true) {
     ++backward_calls_;
+    FlushDenormals flush = flush_scope(dy, true);
     const Tensor<T>& dx = backward_impl(dy, need_input_grad);
     input_grad_ = &dx;
     if (backward_hook_) backward_hook_(*this);
@@ -277,6 +283,17 @@ class Module {
     return e;
   }
 
+  // The subnormal-flushing scope of a forward over x or a backward from dy, with an estimate from
+  // above of the pass's work for FlushDenormals: parameters x positions (a pass uses each weight
+  // at most once per batch element and pixel) + elements. Backward takes forward's positions too,
+  // since the gradient of logits has lost the spatial ones.
+  FlushDenormals flush_scope(const Tensor<T>& x, bool backward) {
+    const int64_t positions = x.ndim() >= 2 && x.dim(1) > 0 ? x.numel() / x.dim(1) : x.numel();
+    if (!backward) flush_positions_ = positions;
+    const int64_t pos = std::max<int64_t>({positions, backward ? flush_positions_ : 0, 1});
+    return FlushDenormals([&] { return (arena_ ? arena_->size() : count_parameters()) * pos + x.numel(); });
+  }
+
  private:
   void collect_modules(const std::string& prefix, std::vector<std::pair<std::string, Module<T>*>>& out) {
     out.emplace_back(prefix, this);
@@ -289,6 +306,12 @@ class Module {
   void collect_buffers(const std::string& prefix, std::vector<NamedBuffer<T>>& out) {
     for (auto& b : buffers_) out.push_back({prefix.empty() ? b.local_name : prefix + "." + b.local_name, b});
     for (auto& [name, child] : children_) child->collect_buffers(prefix.empty() ? name : prefix + "." + name, out);
+  }
+  int64_t count_parameters() const {
+    int64_t n = 0;
+    for (const auto& p : params_) n += p->numel;
+    for (const auto& [name, child] : children_) n += child->count_parameters();
+    return n;
   }
   std::string available_prefixes() {
     std::string s = " (top-level names: ";
@@ -326,6 +349,7 @@ class Module {
   std::string path_;
   bool training_ = true;
   int64_t backward_calls_ = 0;
+  int64_t flush_positions_ = 0;  // positions of the last forward's input (flush_scope)
   const Tensor<T>* input_grad_ = nullptr;  // what the last backward returned (release_input_grad)
   std::function<void(Module<T>&)> backward_hook_;
 };
