@@ -4,8 +4,9 @@
 //
 //   bench_conv --batch 64 --threads 2 [--filter cifar] [--min-time 0.3] [--json]
 //
-// The probe runs independent FMA chains on every thread (AVX-512 when compiled for it), so
-// "% of peak" is relative to what this machine does with this many threads, not a data sheet.
+// The probe runs independent FMA chains on every thread with the vectors of the ISA the kernels
+// use (chosen at run time; XFER_ISA forces a lower one), so "% of peak" is relative to what this
+// machine does with this many threads, not a data sheet.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -15,13 +16,11 @@
 #include <string>
 #include <vector>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
-
+#include "xfer/core/cpu.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/kernels/conv2d.hpp"
+#include "xfer/kernels/probe.hpp"
 
 using namespace xfer;
 using clock_type = std::chrono::steady_clock;
@@ -77,32 +76,13 @@ double fma_peak(int threads, double seconds = 0.3) {
     const auto t0 = clock_type::now();
 #pragma omp parallel num_threads(threads) reduction(+ : total_flops)
     {
-      int64_t n = 0;
       float sink = 0;
       const auto start = clock_type::now();
+      double n = 0;
       do {
-#ifdef __AVX512F__
-        __m512 a[12];
-        for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + 1e-7f * static_cast<float>(i));
-        const __m512 m = _mm512_set1_ps(0.9999999f), b = _mm512_set1_ps(1e-7f);
-        for (int64_t it = 0; it < iters / 100; ++it)
-          for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, b);
-        for (int i = 0; i < 12; ++i) sink += _mm512_reduce_add_ps(a[i]);
-        n += iters / 100 * 12 * 16;
-#else
-        float a[12][8];
-        for (int i = 0; i < 12; ++i)
-          for (int l = 0; l < 8; ++l) a[i][l] = 1.0f + 1e-7f * static_cast<float>(i + l);
-        for (int64_t it = 0; it < iters / 100; ++it)
-          for (int i = 0; i < 12; ++i)
-#pragma omp simd
-            for (int l = 0; l < 8; ++l) a[i][l] = a[i][l] * 0.9999999f + 1e-7f;
-        for (int i = 0; i < 12; ++i)
-          for (int l = 0; l < 8; ++l) sink += a[i][l];
-        n += iters / 100 * 12 * 8;
-#endif
+        n += kernels::fma_chains(active_isa(), iters / 100, &sink);
       } while (std::chrono::duration<double>(clock_type::now() - start).count() < seconds);
-      total_flops += 2.0 * static_cast<double>(n) + (sink == 12345.f ? 1 : 0);
+      total_flops += n + (sink == 12345.f ? 1 : 0);
     }
     const double dt = std::chrono::duration<double>(clock_type::now() - t0).count();
     best = std::max(best, total_flops / dt * 1e-9);
@@ -110,7 +90,6 @@ double fma_peak(int threads, double seconds = 0.3) {
   return best;
 }
 
-#ifdef __AVX512F__
 // What the GEMM micro-kernel itself does with its panels resident in L1 (every thread runs it):
 // the ceiling of any convolution built on it, below the FMA peak by the cost of its loads.
 double micro_kernel_ceiling(int threads, double seconds = 0.3) {
@@ -120,22 +99,24 @@ double micro_kernel_ceiling(int threads, double seconds = 0.3) {
     const auto t0 = clock_type::now();
 #pragma omp parallel num_threads(threads) reduction(+ : total_flops)
     {
-      constexpr int64_t kc = 256;
-      AlignedVector<float> a(8 * kc, 1e-3f), b(32 * kc, 1e-3f), c(8 * 32, 0.0f);
-      int64_t calls = 0;
-      const auto start = clock_type::now();
-      do {
-        for (int r = 0; r < 200; ++r) kernels::detail::micro_kernel_8x32(kc, a.data(), b.data(), c.data(), 32, r == 0);
-        calls += 200;
-      } while (std::chrono::duration<double>(clock_type::now() - start).count() < seconds);
-      total_flops += 2.0 * 8 * 32 * kc * static_cast<double>(calls) + (c[0] == 12345.f ? 1 : 0);
+      kernels::detail::with_gemm_kernels(active_isa(), [&](auto kern) {
+        using K = decltype(kern);
+        constexpr int64_t kc = 256;
+        AlignedVector<float> a(K::MR * kc, 1e-3f), b(K::NR * kc, 1e-3f), c(K::MR * K::NR, 0.0f);
+        int64_t calls = 0;
+        const auto start = clock_type::now();
+        do {
+          for (int r = 0; r < 200; ++r) K::micro(kc, a.data(), b.data(), c.data(), K::NR, r == 0);
+          calls += 200;
+        } while (std::chrono::duration<double>(clock_type::now() - start).count() < seconds);
+        total_flops += 2.0 * K::MR * K::NR * kc * static_cast<double>(calls) + (c[0] == 12345.f ? 1 : 0);
+      });
     }
     const double dt = std::chrono::duration<double>(clock_type::now() - t0).count();
     best = std::max(best, total_flops / dt * 1e-9);
   }
   return best;
 }
-#endif
 
 template <class F>
 double median_seconds(F&& f, double min_time) {
@@ -169,15 +150,13 @@ int main(int argc, char** argv) {
 
   set_num_threads(threads);
   const double peak1 = fma_peak(1), peak = fma_peak(threads);
-  double ceiling = 0;
-#ifdef __AVX512F__
-  ceiling = micro_kernel_ceiling(threads);
-#endif
+  const double ceiling = micro_kernel_ceiling(threads);
   if (!json) {
+    std::printf("ISA: %s\n", isa_summary().c_str());
     std::printf("FMA peak: %.0f GFLOP/s on 1 thread, %.0f GFLOP/s on %d threads; batch %lld\n", peak1, peak, threads,
                 static_cast<long long>(batch));
     if (ceiling > 0)
-      std::printf("GEMM micro-kernel (8x32, panels in L1) on %d threads: %.0f GFLOP/s = %.0f%% of peak\n", threads,
+      std::printf("GEMM micro-kernel (panels in L1) on %d threads: %.0f GFLOP/s = %.0f%% of peak\n", threads,
                   ceiling, 100 * ceiling / peak);
     std::printf("GFLOP/s count the full kernel's FLOPs (2*N*O*C*k*k*OH*OW); taps that only see padding are\n"
                 "skipped, so a 3x3 conv on a 1x1 map can exceed 100%%.\n\n");
@@ -216,7 +195,7 @@ int main(int argc, char** argv) {
                     {"bwd_weights_pct_peak", 100 * wgt / peak}});
   }
   if (json) {
-    nlohmann::json j{{"batch", batch}, {"threads", threads}, {"peak_gflops_1thread", peak1},
+    nlohmann::json j{{"isa", isa_name(active_isa())}, {"cpu", cpu_info().brand}, {"batch", batch}, {"threads", threads}, {"peak_gflops_1thread", peak1},
                      {"peak_gflops", peak}, {"micro_kernel_gflops", ceiling}, {"layers", rows}};
     std::cout << j.dump() << std::endl;
   }

@@ -7,7 +7,8 @@
 // Input is 3x32x32 with 10 classes (the CIFAR-sized workload compare_pytorch.py also runs).
 // "vgg11" means vgg11_bn features with the 512 -> classes head (zoo name vgg11-cifar), the usual
 // VGG for 32x32 inputs; any other zoo name is accepted as is. Every step is timed on its own after
-// warm-up; img_per_s is the median over steps, img_per_s_min the slowest step.
+// warm-up; img_per_s is the median over steps, img_per_s_min the slowest step. The kernels' ISA is
+// chosen at run time (XFER_ISA=generic|avx2|avx512 forces a lower one) and printed with the result.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "xfer/core/cpu.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/models/zoo.hpp"
 #include "xfer/nn/loss.hpp"
@@ -123,13 +125,14 @@ int main(int argc, char** argv) {
     const double worst = sorted.front();
     const double rss = peak_rss_mb();
     if (!json) {
-      std::printf("%s %s batch=%lld threads=%d: %.1f img/s median, %.1f min over %zu steps, peak RSS %.0f MB (checksum %g)\n",
-                  model.c_str(), mode.c_str(), static_cast<long long>(batch), threads, median, worst, rates.size(), rss,
-                  sink);
+      std::printf("%s %s batch=%lld threads=%d isa=%s: %.1f img/s median, %.1f min over %zu steps, peak RSS %.0f MB (checksum %g)\n",
+                  model.c_str(), mode.c_str(), static_cast<long long>(batch), threads, isa_summary().c_str(), median,
+                  worst, rates.size(), rss, sink);
     } else {
       nlohmann::json j{{"model", model},         {"mode", mode},           {"batch", batch},
                        {"threads", threads},     {"img_per_s", median},    {"img_per_s_min", worst},
-                       {"peak_rss_mb", rss},     {"steps", rates.size()}};
+                       {"peak_rss_mb", rss},     {"steps", rates.size()},  {"isa", isa_name(active_isa())},
+                       {"cpu", cpu_info().brand}};
       std::cout << j.dump() << std::endl;
     }
   } catch (const std::exception& e) {

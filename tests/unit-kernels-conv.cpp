@@ -1,5 +1,7 @@
-// Convolution kernels (fast paths: packed AVX-512 GEMM for float, Eigen otherwise) against the
-// naive references, on randomized shapes: odd sizes, stride 2, padding, batch 1, 1x1 and 7x7/2.
+// Convolution kernels against the naive references, on randomized shapes: odd sizes, stride 2,
+// padding, batch 1, 1x1 and 7x7/2. Float runs on every ISA this CPU has (generic = Eigen, avx2 and
+// avx512 = packed GEMM with that ISA's micro-kernel and packers); each test asserts that every one
+// of those paths really served kernel calls.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <string>
@@ -9,11 +11,14 @@
 #include "xfer/core/rng.hpp"
 #include "xfer/kernels/conv2d.hpp"
 #include "xfer/kernels/gemm.hpp"
+#include "isa_loop.hpp"
+#include "reference_kernels.hpp"
 
 using namespace xfer;
 using kernels::Conv2dGeometry;
 
 namespace {
+
 
 template <class T>
 std::vector<T> random_vec(int64_t n, Rng& rng) {
@@ -109,6 +114,8 @@ std::vector<Conv2dGeometry> fixed_shapes() {
       {.n = 3, .c = 5, .h = 6, .w = 16, .o = 20, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
       {.n = 2, .c = 7, .h = 5, .w = 34, .o = 9, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = 0},
       {.n = 2, .c = 3, .h = 4, .w = 32, .o = 8, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .ph = 2, .pw = 2},
+      // Vertical stride 2 with horizontal stride 1 and rows of 16 pixels (the transposing packs).
+      {.n = 2, .c = 3, .h = 9, .w = 16, .o = 5, .kh = 3, .kw = 3, .sh = 2, .sw = 1, .ph = 1, .pw = 1},
       // Full 8x32-aligned GEMM tiles everywhere (computed straight into the output / dw).
       {.n = 2, .c = 32, .h = 8, .w = 8, .o = 16, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
       // Big enough for several GEMM tiles, K blocks (> 256) and both threads.
@@ -121,10 +128,12 @@ std::vector<Conv2dGeometry> fixed_shapes() {
 
 TEST_CASE("float conv kernels match the naive reference on fixed edge-case shapes") {
   Rng rng(11);
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
-    for (auto g : fixed_shapes()) check_all_kernels<float>(g, rng, 2e-5);
-  }
+  test::for_each_isa([&] {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (auto g : fixed_shapes()) check_all_kernels<float>(g, rng, 2e-5);
+    }
+  });
 }
 
 TEST_CASE("double conv kernels match the naive reference on fixed edge-case shapes") {
@@ -136,6 +145,7 @@ TEST_CASE("double conv kernels match the naive reference on fixed edge-case shap
 TEST_CASE("float conv kernels match the naive reference on 40 random shapes") {
   Rng rng(13);
   set_num_threads(2);
+  test::for_each_isa([&] {
   for (int trial = 0; trial < 40; ++trial) {
     Conv2dGeometry g;
     g.n = 1 + static_cast<int64_t>(rng.below(4));
@@ -153,6 +163,7 @@ TEST_CASE("float conv kernels match the naive reference on 40 random shapes") {
     g.w = std::max<int64_t>(g.kw - 2 * g.pw, 1 + static_cast<int64_t>(rng.below(max_side)));
     check_all_kernels<float>(g, rng, 2e-5);
   }
+  });
 }
 
 TEST_CASE("taps that only ever see padding are cropped, the rest kept") {
@@ -173,10 +184,10 @@ TEST_CASE("taps that only ever see padding are cropped, the rest kept") {
   CHECK(crop({.n = 1, .c = 3, .h = 1, .w = 1, .o = 4, .kh = 1, .kw = 1, .sh = 3, .sw = 3, .ph = 2, .pw = 2}).empty);
 }
 
-#ifdef __AVX512F__
 TEST_CASE("packed GEMM honours strided, transposed and batch-folded views and the epilogue") {
   Rng rng(14);
   set_num_threads(2);
+  test::for_each_isa([&] {
   for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 33, 5}, {130, 70, 300}, {64, 1100, 40}}) {
     INFO("M=" << M << " N=" << N << " K=" << K);
     auto a = random_vec<float>(M * K, rng), bsrc = random_vec<float>(K * N, rng), bias = random_vec<float>(M, rng);
@@ -200,5 +211,23 @@ TEST_CASE("packed GEMM honours strided, transposed and batch-folded views and th
                   {.accumulate = true, .row_bias = bias.data(), .relu = true});
     CHECK(rel_err(c, expect) < 1e-5);
   }
+  });
 }
-#endif
+
+TEST_CASE("ISA selection: XFER_ISA values, limits and overrides") {
+  const Isa best = cpu_info().best;
+  CHECK(xfer::detail::isa_from_env(nullptr, best) == best);
+  CHECK(xfer::detail::isa_from_env("", best) == best);
+  CHECK(xfer::detail::isa_from_env("generic", best) == Isa::generic);
+  CHECK(xfer::detail::isa_from_env("avx2", Isa::avx512) == Isa::avx2);
+  CHECK_THROWS_WITH(xfer::detail::isa_from_env("avx512", Isa::avx2), Catch::Contains("does not support"));
+  CHECK_THROWS_WITH(xfer::detail::isa_from_env("sse9", best), Catch::Contains("expected generic, avx2 or avx512"));
+  CHECK(available_isas().size() == static_cast<size_t>(best) + 1);
+  set_isa(Isa::generic);
+  CHECK(active_isa() == Isa::generic);
+  reset_isa();
+  if (best != Isa::avx512) CHECK_THROWS_AS(set_isa(Isa::avx512), Error);
+  // Detection agrees with the features it is built from.
+  const CpuInfo& c = cpu_info();
+  CHECK((best >= Isa::avx2) == (c.avx2 && c.fma && c.os_ymm));
+}

@@ -1,16 +1,19 @@
-// Linear<float> (packed GEMM on AVX-512 machines) agrees with Linear<double> (Eigen): forward,
-// input gradient and accumulated parameter gradients, including batch 1 and odd sizes.
+// Linear<float> (packed GEMM on AVX2/AVX-512, Eigen on the generic ISA; every ISA this CPU has)
+// agrees with Linear<double> (Eigen): forward, input gradient and accumulated parameter gradients,
+// including batch 1 and odd sizes.
 #include <catch2/catch.hpp>
 #include <cmath>
 
 #include "xfer/core/rng.hpp"
 #include "xfer/nn/linear.hpp"
+#include "isa_loop.hpp"
 
 using namespace xfer;
 
 TEST_CASE("Linear float forward and backward match the double implementation") {
   Rng rng(21);
   struct Case { int64_t n, in, out; };
+  test::for_each_isa([&] {
   for (Case c : {Case{1, 7, 3}, Case{64, 512, 10}, Case{5, 300, 257}, Case{33, 1, 40}}) {
     INFO("N=" << c.n << " in=" << c.in << " out=" << c.out);
     Rng init(1);
@@ -36,4 +39,5 @@ TEST_CASE("Linear float forward and backward match the double implementation") {
     for (int64_t i = 0; i < c.out; ++i)
       CHECK(std::abs(lf.bias()->grad[i] - ld.bias()->grad[i]) < 1e-4 * (1 + std::abs(ld.bias()->grad[i])));
   }
+  });
 }

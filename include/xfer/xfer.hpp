@@ -1,6 +1,7 @@
 // xfer: header-only C++20 transfer learning and meta-learning on the CPU. Include this one header.
 #pragma once
 
+#include "xfer/core/cpu.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/core/float_env.hpp"
 #include "xfer/core/parallel.hpp"
@@ -17,10 +18,12 @@
 #include "xfer/data/mix.hpp"
 #include "xfer/data/open_dataset.hpp"
 #include "xfer/data/random_erasing.hpp"
+#include "xfer/data/selection.hpp"
 #include "xfer/data/split.hpp"
 #include "xfer/data/transforms.hpp"
 #include "xfer/io/atomic_file.hpp"
 #include "xfer/io/checkpoint.hpp"
+#include "xfer/io/model_info.hpp"
 #include "xfer/io/safetensors.hpp"
 #include "xfer/io/state_dict.hpp"
 #include "xfer/io/train_state_json.hpp"
@@ -28,6 +31,7 @@
 #include "xfer/meta/episodes.hpp"
 #include "xfer/meta/maml.hpp"
 #include "xfer/meta/mean_ci.hpp"
+#include "xfer/models/load.hpp"
 #include "xfer/models/model.hpp"
 #include "xfer/models/resnet.hpp"
 #include "xfer/models/vgg.hpp"
@@ -58,6 +62,9 @@
 #include "xfer/train/early_stopping.hpp"
 #include "xfer/train/ema.hpp"
 #include "xfer/train/epoch.hpp"
+#include "xfer/train/finetune.hpp"
 #include "xfer/train/metrics.hpp"
+#include "xfer/train/pretrain.hpp"
 #include "xfer/train/progress.hpp"
 #include "xfer/train/replicas.hpp"
+#include "xfer/train/report.hpp"

@@ -43,6 +43,14 @@ inline bool threads_from_env() {
   return false;
 }
 
+// Calls f(first, count) on consecutive chunks of at most `chunk` items that cover [0, n): the
+// kernels' loop over groups of images whose column buffers fit a memory budget.
+template <class F>
+void for_each_chunk(int64_t n, int64_t chunk, F&& f) {
+  if (chunk < 1) chunk = 1;
+  for (int64_t first = 0; first < n; first += chunk) f(first, n - first < chunk ? n - first : chunk);
+}
+
 namespace detail {
 // Loops with less total work than this stay serial: thread start-up costs more than they save.
 inline constexpr int64_t kMinParallelWork = 1 << 15;

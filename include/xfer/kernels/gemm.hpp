@@ -1,228 +1,104 @@
-// Packed single-precision GEMM for the convolution kernels: C (+)= A * B with an epilogue
-// (per-row bias, ReLU), where A, B and C are strided views that may fold the batch into a
-// dimension (column j of an NCHW tensor seen as [channels, n*P] lives at (j/P)*C*P + j%P), so
-// convolutions need no gather/scatter copies around the GEMM.
+// Packed single-precision GEMM: C (+)= A * B with an epilogue (per-row scale and bias, residual,
+// ReLU), where A, B and C are strided views (view.hpp) that may fold the batch into a dimension.
+// One driver (tiles, packing, threads) runs the micro-kernel of the ISA chosen at run time:
+// AVX-512 (8x32), AVX2+FMA (6x16) or portable C++ (4x16); see core/cpu.hpp for the choice.
 //
 // The one thing to know: it is parallel inside (one OpenMP region over C tiles, each thread packs
-// its own panels) and must not be called from inside another parallel region — it then runs
-// serially. The AVX-512 micro-kernel is used when compiled with -mavx512f (gemm_available());
-// without it conv2d.hpp uses Eigen's GEMM instead.
+// its own panels) and must not be called from inside another parallel region: it then runs
+// serially.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <vector>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "xfer/core/cpu.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/tensor.hpp"
+#include "xfer/kernels/gemm_avx2.hpp"
+#include "xfer/kernels/gemm_avx512.hpp"
+#include "xfer/kernels/gemm_generic.hpp"
+#include "xfer/kernels/im2col_avx512.hpp"
+#include "xfer/kernels/pack.hpp"
+#include "xfer/kernels/view.hpp"
 
 namespace xfer::kernels {
 
-// One index of a strided view: offset(i) = (i / period) * outer + (i % period) * stride.
-struct Axis {
-  int64_t stride = 1;
-  int64_t period = std::numeric_limits<int64_t>::max();
-  int64_t outer = 0;
-  int64_t offset(int64_t i) const { return period == std::numeric_limits<int64_t>::max() ? i * stride : (i / period) * outer + (i % period) * stride; }
-  bool folded() const { return period != std::numeric_limits<int64_t>::max(); }
-};
-
-// A rows x cols view: element (r, c) is at data[row.offset(r) + col.offset(c)].
-template <class P>
-struct View {
-  P* data = nullptr;
-  Axis row, col;
-};
-template <class T>
-View<const T> row_major(const T* data, int64_t ld) { return {data, {ld}, {1}}; }
-template <class T>
-View<const T> transposed(const T* data, int64_t ld) { return {data, {1}, {ld}}; }
-// [channels, n*P] view of an NCHW tensor with `channels` planes of P elements per image.
-template <class T>
-View<T> batch_folded(T* data, int64_t channels, int64_t P) {
-  return {data, {P}, {1, P, channels * P}};
-}
-
-// C = relu?(row_scale[r] * (A*B) + row_bias[r] + residual (+ C when accumulating)); null terms are left out.
-struct GemmEpilogue {
-  bool accumulate = false;           // C += ... instead of C = ...
-  const float* row_scale = nullptr;  // multiplies every element of row r of A*B
-  const float* row_bias = nullptr;   // added to every element of row r
-  bool relu = false;                 // max(., 0) last
-  const float* residual = nullptr;   // added element-wise; laid out like C (same view, other base)
-};
-
-inline constexpr bool gemm_available() {
-#ifdef __AVX512F__
-  return true;
-#else
-  return false;
-#endif
-}
-
-#ifdef __AVX512F__
 namespace detail {
 
-inline constexpr int64_t kMR = 8, kNR = 32, kKC = 256, kMC = 128, kNC = 384;
-
-// C[8 x 32] (+)= A[kc x 8]^T B[kc x 32]; A packed k-major with 8 rows, B k-major with 32 columns.
-inline void micro_kernel_8x32(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
-                              int64_t ldc, bool first) {
-  __m512 acc[8][2];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b + k * 32), b1 = _mm512_load_ps(b + k * 32 + 16);
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) {
-      const __m512 av = _mm512_set1_ps(a[k * 8 + i]);
-      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
-    }
+// The per-ISA policies the driver runs: panel shape, blocking, micro-kernel and packers.
+template <int64_t MR_, int64_t NR_>
+struct PortablePacking {
+  static constexpr int64_t MR = MR_, NR = NR_, KC = 256, MC = 128, NC = 384;
+  static void pack_a(const View<const float>& A, int64_t r0, int64_t mc, int64_t k0, int64_t kc, float* out) {
+    pack::a<MR>(A, r0, mc, k0, kc, out);
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) {
-    float* row = c + i * ldc;
-    if (!first) {
-      acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_load_ps(row));
-      acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_load_ps(row + 16));
-    }
-    _mm512_store_ps(row, acc[i][0]);
-    _mm512_store_ps(row + 16, acc[i][1]);
+  static void pack_b(const View<const float>& B, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
+    pack::b<NR>(B, k0, kc, c0, nc, out);
   }
-}
-
-// 8x8 transpose: rows r[0..7] (8 floats each, stride ld) -> out[k*8 + i] = r[i][k].
-inline void transpose_8x8(const float* src, int64_t ld, float* out) {
-  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld), r2 = _mm256_loadu_ps(src + 2 * ld),
-         r3 = _mm256_loadu_ps(src + 3 * ld), r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld),
-         r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
-  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE), u2 = _mm256_shuffle_ps(t1, t3, 0x44),
-         u3 = _mm256_shuffle_ps(t1, t3, 0xEE), u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-         u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_store_ps(out + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
-  _mm256_store_ps(out + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
-  _mm256_store_ps(out + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
-  _mm256_store_ps(out + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
-  _mm256_store_ps(out + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
-  _mm256_store_ps(out + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
-  _mm256_store_ps(out + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
-  _mm256_store_ps(out + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
-}
-
-// Packs rows [r0, r0+mc) x cols [k0, k0+kc) of A into 8-row panels (k-major), zero padded.
-inline void pack_a(const View<const float>& A, int64_t r0, int64_t mc, int64_t k0, int64_t kc, float* out) {
-  for (int64_t ip = 0; ip < mc; ip += kMR) {
-    float* panel = out + ip * kc;
-    const int64_t h = std::min(kMR, mc - ip);
-    if (h == kMR && !A.row.folded() && A.row.stride == 1 && !A.col.folded()) {
-      // Transposed source (W^T): the 8 rows of one k are contiguous.
-      const float* s = A.data + r0 + ip;
-      for (int64_t k = 0; k < kc; ++k) _mm256_store_ps(panel + k * kMR, _mm256_loadu_ps(s + (k0 + k) * A.col.stride));
-      continue;
-    }
-    const float* rows[kMR];
-    for (int64_t i = 0; i < h; ++i) rows[i] = A.data + A.row.offset(r0 + ip + i);
-    int64_t k = 0;
-    if (h == kMR && A.col.stride == 1 && !A.row.folded()) {
-      // Row-major source: 8x8 transposes over runs of columns that stay inside one fold period.
-      const int64_t ld = A.row.stride;
-      while (k < kc) {
-        const int64_t c = k0 + k;
-        const int64_t run = A.col.folded() ? std::min(kc - k, A.col.period - c % A.col.period) : kc - k;
-        const float* base = rows[0] + A.col.offset(c);
-        int64_t q = 0;
-        for (; q + 8 <= run; q += 8) transpose_8x8(base + q, ld, panel + (k + q) * kMR);
-        for (; q < run; ++q)
-          for (int64_t i = 0; i < kMR; ++i) panel[(k + q) * kMR + i] = base[i * ld + q];
-        k += run;
-      }
-      continue;
-    }
-    for (int64_t i = 0; i < kMR; ++i) {
-      if (i >= h) {
-        for (int64_t kk = 0; kk < kc; ++kk) panel[kk * kMR + i] = 0.0f;
-        continue;
-      }
-      const float* rowp = rows[i];
-      if (!A.col.folded()) {
-        const int64_t st = A.col.stride;
-        const float* s = rowp + k0 * st;
-        for (int64_t kk = 0; kk < kc; ++kk) panel[kk * kMR + i] = s[kk * st];
-      } else {
-        // Folded columns: walk the period incrementally.
-        int64_t q = k0 / A.col.period, m = k0 % A.col.period;
-        for (int64_t kk = 0; kk < kc; ++kk) {
-          panel[kk * kMR + i] = rowp[q * A.col.outer + m * A.col.stride];
-          if (++m == A.col.period) m = 0, ++q;
-        }
-      }
-    }
+  static void pack_im2col(const Conv2dGeometry& g, const float* x, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
+    pack::im2col_b<NR>(g, x, k0, kc, c0, nc, out);
   }
-}
-
-// Packs rows [k0, k0+kc) x cols [c0, c0+nc) of B into 32-column panels (k-major), zero padded.
-inline void pack_b(const View<const float>& B, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
-  for (int64_t jp = 0; jp < nc; jp += kNR) {
-    float* panel = out + jp * kc;
-    const int64_t w = std::min(kNR, nc - jp);
-    // Column offsets of this panel (the row part is added per k).
-    int64_t off[kNR];
-    bool contiguous = w == kNR;
-    for (int64_t j = 0; j < w; ++j) {
-      off[j] = B.col.offset(c0 + jp + j);
-      if (j > 0 && off[j] != off[j - 1] + 1) contiguous = false;
-    }
-    if (contiguous) {
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* s = B.data + B.row.offset(k0 + k) + off[0];
-        _mm512_store_ps(panel + k * kNR, _mm512_loadu_ps(s));
-        _mm512_store_ps(panel + k * kNR + 16, _mm512_loadu_ps(s + 16));
-      }
-    } else if (!B.row.folded() && B.row.stride == 1) {
-      // Transposed source: each column is contiguous along k.
-      for (int64_t j = 0; j < kNR; ++j) {
-        if (j >= w) {
-          for (int64_t k = 0; k < kc; ++k) panel[k * kNR + j] = 0.0f;
-          continue;
-        }
-        const float* s = B.data + off[j] + k0;
-        for (int64_t k = 0; k < kc; ++k) panel[k * kNR + j] = s[k];
-      }
-    } else if (off[w - 1] - off[0] < (int64_t{1} << 30) && off[0] - off[w - 1] < (int64_t{1} << 30)) {
-      // Scattered columns (batch-folded with small planes): two masked gathers per k.
-      alignas(64) int32_t rel[kNR] = {};
-      for (int64_t j = 0; j < w; ++j) rel[j] = static_cast<int32_t>(off[j] - off[0]);
-      const __mmask16 m0 = w >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << w) - 1);
-      const __mmask16 m1 = w >= 32 ? __mmask16(0xFFFF) : w > 16 ? __mmask16((1u << (w - 16)) - 1) : __mmask16(0);
-      const __m512i r0 = _mm512_load_si512(rel), r1 = _mm512_load_si512(rel + 16);
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* s = B.data + B.row.offset(k0 + k) + off[0];
-        _mm512_store_ps(panel + k * kNR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, r0, s, 4));
-        _mm512_store_ps(panel + k * kNR + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, r1, s, 4));
-      }
-    } else {
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* s = B.data + B.row.offset(k0 + k);
-        float* d = panel + k * kNR;
-        int64_t j = 0;
-        for (; j < w; ++j) d[j] = s[off[j]];
-        for (; j < kNR; ++j) d[j] = 0.0f;
-      }
-    }
+  static void pack_im2col_t(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0, int64_t nc, float* out) {
+    pack::im2col_t_b<NR>(g, x, r0, rc, c0, nc, out);
   }
+};
+
+struct GenericGemm : PortablePacking<generic::kMR, generic::kNR> {
+  static constexpr Isa isa = Isa::generic;
+  static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
+    generic::micro_kernel_4x16(kc, a, b, c, ldc, first);
+  }
+};
+
+#if XFER_HAVE_AVX2_KERNELS
+struct Avx2Gemm : PortablePacking<avx2::kMR, avx2::kNR> {
+  static constexpr Isa isa = Isa::avx2;
+  static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
+    avx2::micro_kernel_6x16(kc, a, b, c, ldc, first);
+  }
+  static void pack_im2col_t(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0, int64_t nc, float* out) {
+    avx2::pack_im2col_t_b(g, x, r0, rc, c0, nc, out);
+  }
+};
+#endif
+
+#if XFER_HAVE_AVX512_KERNELS
+struct Avx512Gemm : PortablePacking<avx512::kMR, avx512::kNR> {
+  static constexpr Isa isa = Isa::avx512;
+  static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
+    avx512::micro_kernel_8x32(kc, a, b, c, ldc, first);
+  }
+  static void pack_a(const View<const float>& A, int64_t r0, int64_t mc, int64_t k0, int64_t kc, float* out) {
+    avx512::pack_a(A, r0, mc, k0, kc, out);
+  }
+  static void pack_b(const View<const float>& B, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
+    avx512::pack_b(B, k0, kc, c0, nc, out);
+  }
+  static void pack_im2col(const Conv2dGeometry& g, const float* x, int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) {
+    avx512::pack_im2col_b(g, x, k0, kc, c0, nc, out);
+  }
+  static void pack_im2col_t(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0, int64_t nc, float* out) {
+    avx512::pack_im2col_t_b(g, x, r0, rc, c0, nc, out);
+  }
+};
+#endif
+
+// Calls f(Policy{}) with the GEMM policy of `isa` (counted in isa_path_calls).
+template <class F>
+decltype(auto) with_gemm_kernels(Isa isa, F&& f) {
+#if XFER_HAVE_AVX512_KERNELS
+  if (isa == Isa::avx512) return note_path(isa), f(Avx512Gemm{});
+#endif
+#if XFER_HAVE_AVX2_KERNELS
+  if (isa == Isa::avx2) return note_path(isa), f(Avx2Gemm{});
+#endif
+  return note_path(Isa::generic), f(GenericGemm{});
 }
 
 // Writes the mc x nc tile buffer (row stride ldt) into C at (r0, c0) through the epilogue.
@@ -284,9 +160,10 @@ U* aligned_scratch(AlignedVector<U>& v, int64_t n) {
 
 // One thread's part: tile (r0, c0) of size mc x nc, all of K.
 // a_packed: all of A packed once per call (k block k0 at a_packed + k0*Mp), or null to pack here.
-template <class PackB>
+template <class Kern, class PackB>
 void gemm_tile(int64_t K, const View<const float>& A, const float* a_packed, int64_t Mp, const PackB& pack_B,
                const View<float>& C, int64_t r0, int64_t mc, int64_t c0, int64_t nc, const GemmEpilogue& ep) {
+  constexpr int64_t kMR = Kern::MR, kNR = Kern::NR, kKC = Kern::KC;
   thread_local AlignedVector<float> abuf, bbuf, cbuf;
   const int64_t mcp = (mc + kMR - 1) / kMR * kMR, ncp = (nc + kNR - 1) / kNR * kNR;
   float* ap = aligned_scratch(abuf, mcp * kKC);
@@ -299,24 +176,22 @@ void gemm_tile(int64_t K, const View<const float>& A, const float* a_packed, int
     if (a_packed)
       a = a_packed + k0 * Mp + r0 * kc;
     else
-      pack_a(A, r0, mc, k0, kc, ap);
+      Kern::pack_a(A, r0, mc, k0, kc, ap);
     pack_B(k0, kc, c0, nc, bp);
     for (int64_t jp = 0; jp < ncp; jp += kNR)
-      for (int64_t ip = 0; ip < mcp; ip += kMR)
-        micro_kernel_8x32(kc, a + ip * kc, bp + jp * kc, cp + ip * ncp + jp, ncp, k0 == 0);
+      for (int64_t ip = 0; ip < mcp; ip += kMR) Kern::micro(kc, a + ip * kc, bp + jp * kc, cp + ip * ncp + jp, ncp, k0 == 0);
   }
   store_tile(cp, ncp, C, r0, mc, c0, nc, ep);
 }
 
-}  // namespace detail
-
 // C (M x N) = A (M x K) * B (K x N), then the epilogue, where B is given by its packing routine
-// pack_B(k0, kc, c0, nc, out): rows [k0, k0+kc) x cols [c0, c0+nc) into 32-column k-major panels,
-// zero padded (conv2d.hpp packs straight from the image: implicit im2col). Parallel over C tiles.
-template <class PackB>
-void gemm_packed_b(int64_t M, int64_t N, int64_t K, const View<const float>& A, const PackB& pack_B,
+// pack_B(k0, kc, c0, nc, out): rows [k0, k0+kc) x cols [c0, c0+nc) into Kern::NR-column k-major panels,
+// zero padded (conv2d.hpp packs straight from the image: implicit im2col), with the micro-kernel and
+// packers of Kern (one of the per-ISA policies above). Parallel over C tiles.
+template <class Kern, class PackB>
+void gemm_packed_b_with(int64_t M, int64_t N, int64_t K, const View<const float>& A, const PackB& pack_B,
                    const View<float>& C, const GemmEpilogue& ep = {}) {
-  using namespace detail;
+  constexpr int64_t kMR = Kern::MR, kNR = Kern::NR, kKC = Kern::KC, kMC = Kern::MC, kNC = Kern::NC;
   if (M <= 0 || N <= 0) return;
   int threads = 1;
 #ifdef _OPENMP
@@ -358,7 +233,7 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const View<const float>& A, 
 #endif
       for (int64_t kb = 0; kb < k_blocks; ++kb) {
         const int64_t k0 = kb * kKC;
-        pack_a(A, 0, M, k0, std::min(kKC, K - k0), a_packed + k0 * Mp);
+        Kern::pack_a(A, 0, M, k0, std::min(kKC, K - k0), a_packed + k0 * Mp);
       }
     }
 #ifdef _OPENMP
@@ -366,18 +241,27 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, const View<const float>& A, 
 #endif
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t r0 = (t / nt) * mc, c0 = (t % nt) * nc;
-      gemm_tile(K, A, a_packed, Mp, pack_B, C, r0, std::min(mc, M - r0), c0, std::min(nc, N - c0), ep);
+      gemm_tile<Kern>(K, A, a_packed, Mp, pack_B, C, r0, std::min(mc, M - r0), c0, std::min(nc, N - c0), ep);
     }
   }
 }
 
-// C (M x N) = A (M x K) * B (K x N), then the epilogue. Parallel over C tiles.
-inline void gemm(int64_t M, int64_t N, int64_t K, const View<const float>& A, const View<const float>& B,
-                 const View<float>& C, const GemmEpilogue& ep = {}) {
-  gemm_packed_b(
-      M, N, K, A, [&B](int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) { detail::pack_b(B, k0, kc, c0, nc, out); },
+// C (M x N) = A (M x K) * B (K x N), then the epilogue, with Kern's micro-kernel and packers.
+template <class Kern>
+void gemm_with(int64_t M, int64_t N, int64_t K, const View<const float>& A, const View<const float>& B,
+               const View<float>& C, const GemmEpilogue& ep = {}) {
+  gemm_packed_b_with<Kern>(
+      M, N, K, A, [&B](int64_t k0, int64_t kc, int64_t c0, int64_t nc, float* out) { Kern::pack_b(B, k0, kc, c0, nc, out); },
       C, ep);
 }
-#endif  // __AVX512F__
+
+}  // namespace detail
+
+// C (M x N) = A (M x K) * B (K x N), then the epilogue, with the micro-kernel of the active ISA.
+// Parallel over C tiles.
+inline void gemm(int64_t M, int64_t N, int64_t K, const View<const float>& A, const View<const float>& B,
+                 const View<float>& C, const GemmEpilogue& ep = {}) {
+  detail::with_gemm_kernels(active_isa(), [&](auto kern) { detail::gemm_with<decltype(kern)>(M, N, K, A, B, C, ep); });
+}
 
 }  // namespace xfer::kernels

@@ -2,14 +2,11 @@
 // AdaptiveAvgPool2d (PyTorch's bins: start = floor(i*H/out), end = ceil((i+1)*H/out)).
 #pragma once
 
-#include <limits>
-#include <type_traits>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include <algorithm>
 #include <vector>
 
 #include "xfer/core/parallel.hpp"
+#include "xfer/kernels/pool.hpp"
 #include "xfer/nn/module.hpp"
 
 namespace xfer::nn {
@@ -45,66 +42,9 @@ class MaxPool2d : public Module<T> {
     in_shape_ = x.shape();
     y_.resize({N, C, OH, OW});
     argmax_.resize(static_cast<size_t>(N * C * OH * OW));
-    const T* xd = x.data();
-    T* yd = y_.data();
-    XFER_OMP_FOR(N * C * OH * OW * k * k)
-    for (int64_t nc = 0; nc < N * C; ++nc) {
-      const T* plane = xd + nc * H * W;
-      for (int64_t oy = 0; oy < OH; ++oy) {
-        // The window clipped to the image once per row/column, so the inner loops have no tests
-        // but the comparison (NaN wins and stays, like PyTorch).
-        const int64_t y0 = std::max<int64_t>(oy * s - p, 0), y1 = std::min<int64_t>(oy * s - p + k, H);
-        int64_t ox = 0;
-#ifdef __AVX512F__
-        if constexpr (std::is_same_v<T, float>) {
-          // 16 outputs of the row at once: gathers and masked blends, same visiting order and
-          // tie/NaN rules as the scalar loop below.
-          const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-          const __m512i vW = _mm512_set1_epi32(static_cast<int32_t>(W));
-          for (; ox < OW; ox += 16) {
-            const __mmask16 lanes = OW - ox >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (OW - ox)) - 1);
-            const __m512i vx0 = _mm512_sub_epi32(
-                _mm512_mullo_epi32(_mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int32_t>(ox))),
-                                   _mm512_set1_epi32(static_cast<int32_t>(s))),
-                _mm512_set1_epi32(static_cast<int32_t>(p)));
-            __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-            __m512i arg = _mm512_set1_epi32(-1);
-            __mmask16 have = 0;
-            for (int64_t iy = y0; iy < y1; ++iy)
-              for (int64_t j = 0; j < k; ++j) {
-                const __m512i vix = _mm512_add_epi32(vx0, _mm512_set1_epi32(static_cast<int32_t>(j)));
-                const __mmask16 valid = lanes & _mm512_cmplt_epu32_mask(vix, vW);
-                const __m512i idx = _mm512_add_epi32(vix, _mm512_set1_epi32(static_cast<int32_t>(iy * W)));
-                const __m512 v = _mm512_mask_i32gather_ps(best, valid, idx, plane, 4);
-                const __mmask16 take = valid & (_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |
-                                                _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) | static_cast<__mmask16>(~have));
-                best = _mm512_mask_mov_ps(best, take, v);
-                arg = _mm512_mask_mov_epi32(arg, take, idx);
-                have |= valid;
-              }
-            const int64_t o = (nc * OH + oy) * OW + ox;
-            _mm512_mask_storeu_ps(yd + o, lanes, best);
-            _mm512_mask_storeu_epi32(argmax_.data() + o, lanes, arg);
-          }
-        }
-#endif
-        for (; ox < OW; ++ox) {
-          const int64_t x0 = std::max<int64_t>(ox * s - p, 0), x1 = std::min<int64_t>(ox * s - p + k, W);
-          int64_t arg = y0 * W + x0;
-          T best = plane[arg];
-          for (int64_t iy = y0; iy < y1; ++iy)
-            for (int64_t ix = x0; ix < x1; ++ix) {
-              const T v = plane[iy * W + ix];
-              const bool take = (v > best) | (v != v);  // no short-circuit: keep it branch-free
-              best = take ? v : best;
-              arg = take ? iy * W + ix : arg;
-            }
-          const int64_t o = (nc * OH + oy) * OW + ox;
-          yd[o] = best;
-          argmax_[static_cast<size_t>(o)] = static_cast<int32_t>(arg);
-        }
-      }
-    }
+    kernels::maxpool2d_forward(kernels::Pool2dGeometry{.planes = N * C, .h = H, .w = W, .k = k, .s = s, .p = p,
+                                                       .oh = OH, .ow = OW},
+                               x.data(), y_.data(), argmax_.data());
     return y_;
   }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
