@@ -129,6 +129,12 @@ int run(const Config& c) {
                 report.summary().c_str(), net->head_name().c_str(), static_cast<long long>(classes));
   }
   auto opt = make_optimizer(c, *net);
+  // What the model files say about themselves, so `predict --model OUT/best.safetensors` needs nothing else.
+  const io::ModelInfo info{.architecture = c.model, .num_classes = classes, .class_names = full->class_names(),
+                           .input_height = c.image_size, .input_width = c.image_size,
+                           .eval = train::make_preset("cifar", c.image_size).eval,
+                           .recipe = {{"preset", "cifar"}, {"program", "finetune_cifar10"}, {"epochs", c.epochs},
+                                      {"freeze_epochs", c.freeze_epochs}, {"weights", c.weights}, {"seed", c.seed}}};
   optim::ReduceLROnPlateau plateau(*opt, {.factor = c.plateau_factor, .patience = c.plateau_patience});
 
   std::vector<train::EpochMetrics> history;
@@ -204,14 +210,14 @@ int run(const Config& c) {
     if (rank == 0) train::write_curves_svg(out / "curves.svg", history);
     if (val_loader && va.accuracy > best_val_acc) {
       best_val_acc = va.accuracy;
-      if (rank == 0) io::save_safetensors(*net, best.string(), {{"epoch", std::to_string(epoch)}, {"val_acc", std::to_string(va.accuracy)}});
+      if (rank == 0) io::save_model(*net, info, best.string(), {{"epoch", std::to_string(epoch)}, {"val_acc", std::to_string(va.accuracy)}});
     }
     // Fault injection for the crash-during-checkpoint test: die between writing and renaming.
     if (const char* crash = std::getenv("XFER_TEST_CRASH_IN_CHECKPOINT"); crash && std::atoi(crash) == epoch)
       io::detail::checkpoint_before_rename_hook() = [] { std::_Exit(137); };
     nlohmann::json state = {{"epoch", epoch}, {"history", history}, {"best_val_acc", best_val_acc},
                             {"plateau", plateau.state()}, {"seed", c.seed}, {"model", c.model}};
-    if (rank == 0) io::save_checkpoint(last.string(), *net, opt.get(), state);
+    if (rank == 0) io::save_checkpoint(last.string(), *net, opt.get(), state, {io::model_info_entry(info)});
     if (c.stop_after > 0 && epochs_run >= c.stop_after && epoch < c.epochs) {
       std::printf("stopping after %d epoch(s) as asked (--stop-after); continue with --resume\n", epochs_run);
       return 0;

@@ -8,6 +8,7 @@
 #include "xfer/data/image_folder.hpp"
 #include "xfer/data/loader.hpp"
 #include "xfer/data/open_dataset.hpp"
+#include "xfer/data/selection.hpp"
 #include "xfer/data/split.hpp"
 #include "xfer/data/transforms.hpp"
 #include "xfer/data/random_erasing.hpp"

@@ -8,3 +8,4 @@
 #include "xfer/io/state_json.hpp"
 #include "xfer/io/train_state_json.hpp"
 #include "xfer/io/checkpoint.hpp"
+#include "xfer/io/model_info.hpp"

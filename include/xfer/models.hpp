@@ -5,3 +5,4 @@
 #include "xfer/models/resnet.hpp"
 #include "xfer/models/vgg.hpp"
 #include "xfer/models/zoo.hpp"
+#include "xfer/models/load.hpp"

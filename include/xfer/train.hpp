@@ -8,3 +8,6 @@
 #include "xfer/train/early_stopping.hpp"
 #include "xfer/train/ema.hpp"
 #include "xfer/train/replicas.hpp"
+#include "xfer/train/finetune.hpp"
+#include "xfer/train/pretrain.hpp"
+#include "xfer/train/report.hpp"

@@ -25,6 +25,9 @@ struct ImageFolderOptions {
   int64_t height = 0, width = 0;   // resize every image to height x width (bilinear, antialiased); 0 keeps sizes
   bool skip_bad_images = false;    // leave undecodable files out (with a warning) instead of throwing
   bool warn = true;                // print the skip warning on stderr
+  // Load only these class folders (labels follow the sorted names, like a folder holding just
+  // them); empty = all. A name the root lacks is an xfer::Error listing the classes it has.
+  std::vector<std::string> classes = {};
 };
 
 class ImageFolder : public InMemoryDataset {
@@ -72,6 +75,20 @@ class ImageFolder : public InMemoryDataset {
     std::sort(classes.begin(), classes.end());
     XFER_CHECK(!classes.empty(), "ImageFolder: no class folders in ", root.string(),
                " (expected ROOT/<class>/<image>, e.g. ROOT/cat/0001.png)");
+    if (!opt.classes.empty()) {
+      std::vector<std::string> wanted = opt.classes;
+      std::sort(wanted.begin(), wanted.end());
+      for (size_t i = 0; i < wanted.size(); ++i) {
+        XFER_CHECK(i == 0 || wanted[i] != wanted[i - 1], "ImageFolder: class '", wanted[i], "' is asked for twice");
+        if (!std::binary_search(classes.begin(), classes.end(), wanted[i])) {
+          std::string have;
+          for (const auto& c : classes) have += (have.empty() ? "" : ", ") + c;
+          throw Error(::xfer::detail::concat("ImageFolder: class '", wanted[i], "' is not a folder of ", root.string(),
+                                             " (it has: ", have, ")"));
+        }
+      }
+      classes = std::move(wanted);
+    }
     set_class_names(classes);
 
     std::vector<std::pair<fs::path, int32_t>> files;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "xfer/core/error.hpp"
 #include "xfer/data/cifar10.hpp"
@@ -18,6 +19,7 @@ struct OpenOptions {
   bool train = true;              // which CIFAR-10 split a binary directory provides
   int64_t height = 0, width = 0;  // ImageFolder: resize on load (0 keeps sizes)
   bool skip_bad_images = false;   // ImageFolder: leave undecodable files out with a warning
+  std::vector<std::string> classes = {};  // ImageFolder: only these class folders (empty = all)
 };
 
 inline std::string cifar10_download_hint() {
@@ -37,6 +39,8 @@ inline std::unique_ptr<InMemoryDataset> open_dataset(const std::filesystem::path
   std::error_code ec;
   XFER_CHECK(fs::exists(path, ec), "data: ", path.string(), " does not exist; ", cifar10_download_hint());
   if (is_cifar10_path(path)) {
+    XFER_CHECK(opt.classes.empty(), "data: ", path.string(),
+               " is CIFAR-10 binaries; selecting classes needs an ImageFolder root");
     if (fs::is_regular_file(path)) return std::make_unique<Cifar10>(path);
     return std::make_unique<Cifar10>(path, Cifar10Options{.train = opt.train});
   }
@@ -46,7 +50,8 @@ inline std::unique_ptr<InMemoryDataset> open_dataset(const std::filesystem::path
              " is empty: expected CIFAR-10 binaries (data_batch_1.bin ... data_batch_5.bin, test_batch.bin) or an "
              "ImageFolder (", path.string(), "/<class>/<image>); ", cifar10_download_hint());
   return std::make_unique<ImageFolder>(
-      path, ImageFolderOptions{.height = opt.height, .width = opt.width, .skip_bad_images = opt.skip_bad_images});
+      path, ImageFolderOptions{.height = opt.height, .width = opt.width, .skip_bad_images = opt.skip_bad_images,
+                               .classes = opt.classes});
 }
 
 }  // namespace xfer::data

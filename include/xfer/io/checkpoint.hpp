@@ -44,7 +44,7 @@ inline LoadOptions checkpoint_weights_options(LoadOptions base = {}) {
 
 template <class T>
 void save_checkpoint(const std::string& path, nn::Module<T>& model, const optim::Optimizer<T>* opt,
-                     const nlohmann::json& state) {
+                     const nlohmann::json& state, std::map<std::string, std::string> extra_metadata = {}) {
   std::vector<TensorView> views = state_dict_views(model);
   nlohmann::json doc = {{"version", 1}, {"state", state}};
   optim::OptimizerState<T> ost;
@@ -53,7 +53,9 @@ void save_checkpoint(const std::string& path, nn::Module<T>& model, const optim:
     doc["optimizer"] = ost;  // io/state_json.hpp
     for (const auto& [name, t] : ost.tensors) views.push_back(view(kOptimizerPrefix + name, t));
   }
-  std::map<std::string, std::string> meta = {{"format", "pt"}, {kCheckpointMetaKey, doc.dump()}};
+  std::map<std::string, std::string> meta = std::move(extra_metadata);  // e.g. io::model_info_entry(info)
+  meta["format"] = "pt";
+  meta[kCheckpointMetaKey] = doc.dump();
   if (auto& hook = detail::checkpoint_before_rename_hook()) {
     // Write the temp file ourselves so the hook can interrupt between write and rename.
     const std::string tmp = path + ".partial";
