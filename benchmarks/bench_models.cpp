@@ -9,6 +9,8 @@
 // VGG for 32x32 inputs; any other zoo name is accepted as is. Every step is timed on its own after
 // warm-up; img_per_s is the median over steps, img_per_s_min the slowest step. The kernels' ISA is
 // chosen at run time (XFER_ISA=generic|avx2|avx512 forces a lower one) and printed with the result.
+// The batch is the same every step, so the loss of a training mode falls (loss_first / loss_last in
+// the JSON, over all steps including warm-up); --steps N runs exactly N timed steps (the ctest uses it).
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -45,7 +47,7 @@ int main(int argc, char** argv) {
   CLI::App app{"xfer model benchmark: images/s for inference, training and frozen-backbone steps"};
   std::string model = "resnet18", mode = "train";
   int64_t batch = 64, image = 32, classes = 10;
-  int threads = 2, warmup = 3;
+  int threads = 2, warmup = 3, steps = 0;
   double seconds = 10;
   bool json = false;
   app.add_option("--model", model, "resnet18 | resnet18-cifar | vgg11 (vgg11_bn, 512->classes head) | any zoo name");
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber);
   app.add_option("--seconds", seconds, "measurement time after warm-up")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  app.add_option("--steps", steps, "exactly this many timed steps instead of --seconds")->check(CLI::PositiveNumber);
   app.add_option("--image", image, "input height = width")->check(CLI::PositiveNumber);
   app.add_option("--classes", classes, "number of classes")->check(CLI::PositiveNumber);
   app.add_flag("--json", json, "print one JSON line at the end");
@@ -83,15 +86,12 @@ int main(int argc, char** argv) {
     AlignedVector<float> momentum(arena.values.size(), 0.0f);
     const float lr = 0.01f, mu = 0.9f;
 
-    double sink = 0;
+    std::vector<double> losses;
     auto step = [&] {
       const Tensor<float>& logits = net->forward(x);
-      if (mode == "infer") {
-        sink += logits[0];
-        return;
-      }
       auto [loss, grad] = nn::cross_entropy(logits, y);
-      sink += loss;
+      losses.push_back(loss);
+      if (mode == "infer") return;
       // Like optimizer.zero_grad(): only the trainable ranges (a frozen backbone's gradient
       // buffer is never written, and clearing 45 MB of it would dominate a frozen step).
       for (auto [off, n] : ranges) std::fill_n(arena.grads.data() + off, n, 0.0f);
@@ -116,7 +116,8 @@ int main(int argc, char** argv) {
       step();
       const double dt = std::chrono::duration<double>(clock::now() - t0).count();
       rates.push_back(static_cast<double>(batch) / dt);
-    } while (std::chrono::duration<double>(clock::now() - start).count() < seconds || rates.size() < 3);
+    } while (steps ? rates.size() < static_cast<size_t>(steps)
+                   : std::chrono::duration<double>(clock::now() - start).count() < seconds || rates.size() < 3);
 
     std::vector<double> sorted = rates;
     std::sort(sorted.begin(), sorted.end());
@@ -125,14 +126,14 @@ int main(int argc, char** argv) {
     const double worst = sorted.front();
     const double rss = peak_rss_mb();
     if (!json) {
-      std::printf("%s %s batch=%lld threads=%d isa=%s: %.1f img/s median, %.1f min over %zu steps, peak RSS %.0f MB (checksum %g)\n",
+      std::printf("%s %s batch=%lld threads=%d isa=%s: %.1f img/s median, %.1f min over %zu steps, peak RSS %.0f MB, loss %.4f -> %.4f\n",
                   model.c_str(), mode.c_str(), static_cast<long long>(batch), threads, isa_summary().c_str(), median,
-                  worst, rates.size(), rss, sink);
+                  worst, rates.size(), rss, losses.front(), losses.back());
     } else {
       nlohmann::json j{{"model", model},         {"mode", mode},           {"batch", batch},
                        {"threads", threads},     {"img_per_s", median},    {"img_per_s_min", worst},
                        {"peak_rss_mb", rss},     {"steps", rates.size()},  {"isa", isa_name(active_isa())},
-                       {"cpu", cpu_info().brand}};
+                       {"cpu", cpu_info().brand}, {"loss_first", losses.front()}, {"loss_last", losses.back()}};
       std::cout << j.dump() << std::endl;
     }
   } catch (const std::exception& e) {

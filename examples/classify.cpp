@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Classify an image (or a tensor file) with safetensors weights"};
   std::string weights, image, input_tensor, output, model = "resnet18", labels_file;
   int64_t num_classes = 1000;
-  int top = 5;
+  int top = 5, threads = 0;
   bool non_strict = false;
   app.add_option("--weights", weights, "safetensors file with torchvision/timm key names")->required()->check(CLI::ExistingFile);
   auto* img_opt = app.add_option("--image", image, "JPEG/PNG/BMP image to classify")->check(CLI::ExistingFile);
@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   app.add_option("--top", top, "How many classes to print")->check(CLI::PositiveNumber);
   app.add_option("--labels", labels_file, "Optional text file with one class name per line");
   app.add_flag("--non-strict", non_strict, "Load what matches instead of requiring every key and shape");
+  app.add_option("--threads", threads, "OpenMP threads (default: all cores or XFER_NUM_THREADS)")->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   if (image.empty() && input_tensor.empty()) {
     std::cerr << "classify: give --image IMG or --input-tensor IN --output OUT\n";
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (threads > 0) xfer::set_num_threads(threads);
     auto net = xfer::models::create<float>(model, {.num_classes = num_classes});
     const xfer::io::LoadReport report = xfer::io::load_safetensors(net, weights, {.strict = !non_strict});
     if (!report.complete()) std::cerr << "classify: partial load: " << report.summary() << "\n";
@@ -99,7 +101,7 @@ int main(int argc, char** argv) {
       std::printf("%-5lld %-6lld %-10.6f %s\n", static_cast<long long>(r + 1), static_cast<long long>(c),
                   prob[static_cast<size_t>(c)], static_cast<size_t>(c) < labels.size() ? labels[static_cast<size_t>(c)].c_str() : "");
     }
-  } catch (const xfer::Error& e) {
+  } catch (const std::exception& e) {
     std::cerr << "classify: " << e.what() << "\n";
     return 1;
   }

@@ -155,7 +155,7 @@ int run(const Config& c) {
     XFER_CHECK(done >= 0 && done <= c.epochs && static_cast<int64_t>(st["history"].size()) == done, where,
                ": the checkpoint says ", done, " epochs are done with ", st["history"].size(),
                " history rows (--epochs is ", c.epochs, ")");
-    plateau.load_state(st["plateau"]);
+    plateau.load_state(st["plateau"].get<optim::PlateauState>());
     history = st["history"].get<std::vector<train::EpochMetrics>>();
     best_val_acc = st["best_val_acc"].get<double>();
     start_epoch = static_cast<int>(done) + 1;

@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
                                   {"seconds", seconds}}
                        .dump()
                 << "\n";
-  } catch (const xfer::Error& e) {
+  } catch (const std::exception& e) {
     std::cerr << "maml_sinusoid: " << e.what() << "\n";
     return 1;
   }

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(total - trainable), net->head_name().c_str(),
                 static_cast<long long>(net->num_classes()));
     if (json) std::cout << nlohmann::json{{"model", model}, {"total", total}, {"trainable", trainable}}.dump() << "\n";
-  } catch (const xfer::Error& e) {
+  } catch (const std::exception& e) {
     std::cerr << "model_summary: " << e.what() << "\n";
     return 1;
   }

@@ -70,7 +70,9 @@ TEST_CASE("finetune_cifar10 resumed after an interruption gives bit-identical we
   const auto j = nlohmann::json::parse(full.output.substr(full.output.rfind('{')));
   CHECK(j["epochs"] == 3);
   CHECK(j["test_acc"].is_null());
-  CHECK(j["val_acc"].get<double>() >= 0);
+  // It must learn: chance is 10% on the 24 validation images; 42% measured after these 3 epochs
+  // (2026-12-03, on data generated like make_cifar_dir's).
+  CHECK(j["val_acc"].get<double>() >= 0.25);
   CHECK(fs::exists(kRoot / "full" / "metrics.csv"));
   CHECK(fs::exists(kRoot / "full" / "curves.svg"));
   CHECK(fs::exists(kRoot / "full" / "best.safetensors"));

@@ -7,6 +7,7 @@
 
 #include "xfer/core/parallel.hpp"
 #include "xfer/data/loader.hpp"
+#include "xfer/io/state_json.hpp"
 
 using namespace xfer;
 using namespace xfer::data;

@@ -106,9 +106,9 @@ TEST_CASE("Dropout backward matches finite differences with a fixed mask") {
 
 TEST_CASE("BasicBlock backward matches finite differences with identity and downsample shortcuts") {
   Rng rng(11);
-  BasicBlock<double> same({.in_channels = 3, .out_channels = 3, .stride = 1}, rng);
+  models::BasicBlock<double> same({.in_channels = 3, .out_channels = 3, .stride = 1}, rng);
   require_gradients_match(same, random_tensor({2, 3, 4, 4}, 12));
-  BasicBlock<double> down({.in_channels = 2, .out_channels = 4, .stride = 2}, rng);
+  models::BasicBlock<double> down({.in_channels = 2, .out_channels = 4, .stride = 2}, rng);
   require_gradients_match(down, random_tensor({2, 2, 5, 5}, 13));
 }
 

@@ -111,7 +111,9 @@ std::vector<double> run_case(const json& c, double* query_loss = nullptr, std::v
 
 }  // namespace
 
-TEST_CASE("Second-order MAML meta-gradient matches PyTorch create_graph=True within 1e-6 (1 and 3 steps)") {
+// Tolerances here are ~100x the errors measured on 2026-12-03 (5.1e-11 second order, 9.4e-16 first
+// order, 1.4e-10 Meta-SGD, 8.6e-10 against central differences, 1.5e-11 ANIL).
+TEST_CASE("Second-order MAML meta-gradient matches PyTorch create_graph=True within 6e-9 (1 and 3 steps)") {
   for (const char* name : {"maml_1step_second_order", "maml_3step_second_order", "anil_3step_second_order"}) {
     INFO(name);
     const auto& c = find_case(name);
@@ -122,11 +124,11 @@ TEST_CASE("Second-order MAML meta-gradient matches PyTorch create_graph=True wit
     CHECK(loss == Approx(c["query_loss"].get<double>()).epsilon(1e-12));
     const double err = rel_error(g, expected);
     INFO("relative error " << err);
-    CHECK(err < 1e-6);
+    CHECK(err < 6e-9);
   }
 }
 
-TEST_CASE("First-order MAML meta-gradient matches PyTorch within 1e-10 (1 and 3 steps)") {
+TEST_CASE("First-order MAML meta-gradient matches PyTorch within 1e-13 (1 and 3 steps)") {
   for (const char* name : {"maml_1step_first_order", "maml_3step_first_order"}) {
     INFO(name);
     const auto& c = find_case(name);
@@ -134,7 +136,7 @@ TEST_CASE("First-order MAML meta-gradient matches PyTorch within 1e-10 (1 and 3 
     auto net = small_net<double>();
     const double err = rel_error(g, arena_vector(net->arena(), c["meta_grad"]));
     INFO("relative error " << err);
-    CHECK(err < 1e-10);
+    CHECK(err < 1e-13);
   }
 }
 
@@ -151,8 +153,8 @@ TEST_CASE("Meta-SGD: gradients of the weights and of the per-element inner learn
   std::vector<double> lr_grad;
   auto g = run_case(c, nullptr, &lr_grad);
   auto net = small_net<double>();
-  CHECK(rel_error(g, arena_vector(net->arena(), c["meta_grad"])) < 1e-6);
-  CHECK(rel_error(lr_grad, arena_vector(net->arena(), c["inner_lr_grad"])) < 1e-6);
+  CHECK(rel_error(g, arena_vector(net->arena(), c["meta_grad"])) < 1e-8);
+  CHECK(rel_error(lr_grad, arena_vector(net->arena(), c["inner_lr_grad"])) < 1e-8);
 }
 
 TEST_CASE("Second-order meta-gradient equals central differences of the whole MAML objective") {
@@ -177,7 +179,7 @@ TEST_CASE("Second-order meta-gradient equals central differences of the whole MA
     }
     const double err = rel_error(analytic, numeric);
     INFO("relative error " << err);
-    CHECK(err < 1e-6);
+    CHECK(err < 1e-7);
   }
 }
 
@@ -307,7 +309,7 @@ TEST_CASE("Regression with a tensor target uses MSE, and a custom loss callable 
     arena.values[i] = v;
     numeric[i] = (fp - fm) / (2 * h);
   }
-  CHECK(rel_error(arena.grads, numeric) < 1e-6);
+  CHECK(rel_error(arena.grads, numeric) < 1e-7);
   // Half the MSE as a custom loss: same adaptation with twice the inner lr, half the meta-gradient.
   auto b = mlp();
   meta::MAML<double> m2(*b, {.inner_lr = 0.1, .inner_steps = 2, .loss = [](const Tensor<double>& p, const meta::Target<double>& y) {
@@ -346,7 +348,7 @@ TEST_CASE("Per-group inner learning rates: alpha = 0 outside the head reproduces
   maml.accumulate(t.sx, t.sy, t.qx, t.qy);
   const double err = rel_error(net->arena().grads, arena_vector(net->arena(), c["meta_grad"]));
   INFO("relative error " << err);
-  CHECK(err < 1e-6);
+  CHECK(err < 2e-9);
   CHECK(maml.kink_fallbacks() == 0);
   for (auto& np : net->arena().params)
     if (np.name.rfind("9.", 0) != 0) CHECK(maml.inner_lrs().value[np.param->offset] == 0.0);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <xfer/io/state_json.hpp>
 #include <xfer/core/parallel.hpp>
 #include <xfer/core/rng.hpp>
 #include <xfer/nn/linear.hpp>
@@ -280,7 +281,7 @@ void check_resume_is_bit_identical(Make make, bool through_text) {
   }
   auto st = first->state_dict();
   first.reset();
-  if (through_text) st.meta = json::parse(st.meta.dump());  // as a checkpoint file would store it
+  if (through_text) optim::from_json(json::parse(json(st).dump()), st);  // as a checkpoint file would store it
   auto second = make(b);
   second->set_lr(123.0);  // overwritten by the loaded state
   second->load_state_dict(st);
@@ -289,7 +290,7 @@ void check_resume_is_bit_identical(Make make, bool through_text) {
     second->step();
   }
   CHECK(a.values() == b.values());
-  CHECK(full->state_dict().meta == second->state_dict().meta);
+  CHECK(full->state_dict().same_meta(second->state_dict()));
 }
 }  // namespace
 
@@ -329,11 +330,17 @@ TEST_CASE("Optimizer state names its tensors and records hyperparameters and ste
   opt.step();
   opt.step();
   const auto st = opt.state_dict();
-  CHECK(st.meta["kind"] == "Adam");
-  CHECK(st.meta["dtype"] == "float32");
-  CHECK(st.meta["groups"][0]["lr"] == 0.01);
-  CHECK(st.meta["groups"][0]["steps"] == json::array({2, 2, 2}));
-  CHECK(st.meta["options"]["amsgrad"] == true);
+  CHECK(st.kind == "Adam");
+  CHECK(st.dtype == "float32");
+  CHECK(st.groups[0].lr == 0.01);
+  CHECK(st.groups[0].steps == std::vector<int64_t>{2, 2, 2});
+  CHECK(std::get<bool>(st.options.at("amsgrad")) == true);
+  // The JSON form a checkpoint stores (io/state_json.hpp).
+  const json j = st;
+  CHECK(j["kind"] == "Adam");
+  CHECK(j["groups"][0]["steps"] == json::array({2, 2, 2}));
+  CHECK(j["options"]["betas"] == json::array({0.9, 0.999}));
+  CHECK(j["options"]["amsgrad"] == true);
   REQUIRE(st.tensors.size() == 9);
   CHECK(st.tensors[5].first == "group0.param1.max_exp_avg_sq");
   CHECK(st.tensors[5].second.shape() == Shape{4});
@@ -348,7 +355,7 @@ TEST_CASE("Loading a mismatched optimizer state throws a clear error and changes
   const auto before = opt.state_dict();
   auto expect_error = [&](const optim::OptimizerState<float>& st, const std::string& what) {
     CHECK_THROWS_WITH(opt.load_state_dict(st), Catch::Contains(what));
-    CHECK(opt.state_dict().meta == before.meta);
+    CHECK(opt.state_dict().same_meta(before));
   };
 
   SECTION("another kind") {
@@ -365,12 +372,12 @@ TEST_CASE("Loading a mismatched optimizer state throws a clear error and changes
   }
   SECTION("another parameter count") {
     auto st = good;
-    st.meta["groups"][0]["shapes"].erase(2);
+    st.groups[0].shapes.pop_back();
     expect_error(st, "the state has 2 parameters");
   }
   SECTION("another parameter shape") {
     auto st = good;
-    st.meta["groups"][0]["shapes"][1] = json::array({2, 2});
+    st.groups[0].shapes[1] = {2, 2};
     expect_error(st, "saved shape [2, 2], this parameter has [4]");
   }
   SECTION("a state tensor of the wrong shape") {
@@ -390,16 +397,19 @@ TEST_CASE("Loading a mismatched optimizer state throws a clear error and changes
   }
   SECTION("another scalar type") {
     auto st = good;
-    st.meta["dtype"] = "float64";
+    st.dtype = "float64";
     expect_error(st, "holds float64 tensors, this optimizer uses float32");
   }
   SECTION("invalid saved options") {
     auto st = good;
-    st.meta["options"]["betas"] = json::array({0.9, 1.5});
+    st.options["betas"] = std::vector<double>{0.9, 1.5};
     expect_error(st, "betas[1] must be in [0, 1), got 1.5");
     st = good;
-    st.meta["options"].erase("eps");
+    st.options.erase("eps");
     expect_error(st, "missing key 'eps'");
+    st = good;
+    st.options["amsgrad"] = 1.0;
+    expect_error(st, "key 'amsgrad' has the wrong type (a real number)");
   }
 }
 

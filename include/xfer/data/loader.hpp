@@ -15,7 +15,7 @@
 #include <exception>
 #include <future>
 #include <memory>
-#include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -31,6 +31,7 @@
 #include "xfer/core/tensor.hpp"
 #include "xfer/data/dataset.hpp"
 #include "xfer/data/split.hpp"
+#include "xfer/data/stack.hpp"
 #include "xfer/data/transforms.hpp"
 #include "xfer/nn/loss.hpp"
 
@@ -61,11 +62,6 @@ struct LoaderState {
   int64_t epoch = 0;
   int64_t position = 0;  // batches of `epoch` already handed out
 };
-inline void to_json(nlohmann::json& j, const LoaderState& s) { j = {{"epoch", s.epoch}, {"position", s.position}}; }
-inline void from_json(const nlohmann::json& j, LoaderState& s) {
-  s.epoch = j.at("epoch").get<int64_t>();
-  s.position = j.at("position").get<int64_t>();
-}
 
 namespace detail {
 inline uint64_t shuffle_seed(uint64_t seed, int64_t epoch) {
@@ -198,36 +194,15 @@ class Loader {
   // Fills `out` with batch `b` of epoch `e` (order given), preparing samples on `threads` OpenMP threads.
   void build(const std::vector<int64_t>& order, int64_t e, int64_t b, Batch<T>& out, int threads) const {
     const auto [start, n] = slice(b);
+    const std::span<const int64_t> indices(order.data() + start, static_cast<size_t>(n));
+    stack(indices, [&](int64_t idx, Tensor<float>& sample) { prepare(idx, e, sample); }, out.x,
+          {.threads = threads,
+           .what = "Loader",
+           .hint = " after the transforms; resize images to one size (ImageFolderOptions height/width or Resize + CenterCrop)"});
+    XFER_CHECK(out.x.ndim() == 4, "Loader: the transform produced samples of shape ",
+               shape_str(Shape(out.x.shape().begin() + 1, out.x.shape().end())), ", expected CHW");
     out.y.resize(static_cast<size_t>(n));
-    // The first sample fixes the batch's shape.
-    Tensor<float> first;
-    prepare(order[static_cast<size_t>(start)], e, first);
-    const Shape s = first.shape();
-    XFER_CHECK(s.size() == 3, "Loader: the transform produced shape ", shape_str(s), ", expected CHW");
-    const int64_t per = first.numel();
-    out.x.resize({n, s[0], s[1], s[2]});
-    std::copy(first.begin(), first.end(), out.x.data());
-    out.y[0] = ds_->label(order[static_cast<size_t>(start)]);
-    std::vector<std::string> errors(static_cast<size_t>(n));
-#pragma omp parallel num_threads(threads) if (threads > 1 && n > 1)
-    {
-      Tensor<float> tmp;
-#pragma omp for schedule(static)
-      for (int64_t i = 1; i < n; ++i) {
-        const int64_t idx = order[static_cast<size_t>(start + i)];
-        try {
-          prepare(idx, e, tmp);
-          XFER_CHECK(tmp.shape() == s, "Loader: sample ", idx, " has shape ", shape_str(tmp.shape()),
-                     " after the transforms but the batch's first sample (", order[static_cast<size_t>(start)],
-                     ") has ", shape_str(s), "; resize images to one size (ImageFolderOptions height/width or Resize + CenterCrop)");
-          std::copy(tmp.begin(), tmp.end(), out.x.data() + i * per);
-          out.y[static_cast<size_t>(i)] = ds_->label(idx);
-        } catch (const std::exception& ex) {
-          errors[static_cast<size_t>(i)] = ex.what();
-        }
-      }
-    }
-    for (const auto& err : errors) XFER_CHECK(err.empty(), err);
+    for (int64_t i = 0; i < n; ++i) out.y[static_cast<size_t>(i)] = ds_->label(indices[static_cast<size_t>(i)]);
   }
 
   void prepare(int64_t idx, int64_t e, Tensor<float>& out) const {

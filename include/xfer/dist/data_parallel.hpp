@@ -32,6 +32,7 @@
 
 #include "xfer/dist/communicator.hpp"
 #include "xfer/dist/sync_batchnorm.hpp"
+#include "xfer/io/state_json.hpp"
 #include "xfer/nn/module.hpp"
 #include "xfer/optim/optimizer.hpp"
 #include "xfer/train/replicas.hpp"
@@ -101,12 +102,12 @@ class DataParallel : public train::Replicas {
       st = opt_->state_dict();
       nlohmann::json shapes = nlohmann::json::array();
       for (const auto& [name, t] : st.tensors) shapes.push_back({name, t.shape()});
-      head = nlohmann::json{{"meta", st.meta}, {"tensors", shapes}}.dump();
+      head = nlohmann::json{{"meta", st}, {"tensors", shapes}}.dump();  // io/state_json.hpp
     }
     head = comm_.broadcast(head);
     if (!is_root()) {
       const auto j = nlohmann::json::parse(head);
-      st.meta = j.at("meta");
+      optim::from_json(j.at("meta"), st);
       for (const auto& e : j.at("tensors")) st.tensors.emplace_back(e.at(0).get<std::string>(), Tensor<T>(e.at(1).get<Shape>()));
     }
     for (auto& [name, t] : st.tensors) comm_.broadcast(t.data(), t.numel());

@@ -1,7 +1,8 @@
 // Checkpoints: one safetensors file holding everything a run needs to continue — the model's
 // state_dict under torchvision names (so the file also loads as plain weights), the optimizer's
 // state tensors under "optimizer.<group>.<param>.<slot>", and a JSON document (optimizer meta,
-// scheduler, loader position, RNG, history, anything the caller adds) in __metadata__.
+// scheduler, loader position, RNG, history, anything the caller adds) in __metadata__. The JSON
+// form of optimizer, scheduler and loader state is io/state_json.hpp.
 //
 // The one thing to know: the file is written to a temp file and renamed, so a run killed while
 // writing leaves the previous checkpoint intact.
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "xfer/io/safetensors.hpp"
+#include "xfer/io/state_json.hpp"
 #include "xfer/io/state_dict.hpp"
 #include "xfer/optim/optimizer.hpp"
 
@@ -48,7 +50,7 @@ void save_checkpoint(const std::string& path, nn::Module<T>& model, const optim:
   optim::OptimizerState<T> ost;
   if (opt) {
     ost = opt->state_dict();
-    doc["optimizer"] = ost.meta;
+    doc["optimizer"] = ost;  // io/state_json.hpp
     for (const auto& [name, t] : ost.tensors) views.push_back(view(kOptimizerPrefix + name, t));
   }
   std::map<std::string, std::string> meta = std::move(extra_metadata);  // e.g. io::model_info_entry(info)
@@ -89,7 +91,7 @@ nlohmann::json load_checkpoint(const std::string& path, nn::Module<T>& model, op
   optim::OptimizerState<T> ost;
   if (opt) {
     XFER_CHECK(doc.contains("optimizer"), "load_checkpoint '", path, "': the checkpoint has no optimizer state");
-    ost.meta = doc["optimizer"];
+    optim::from_json(doc["optimizer"], ost);  // io/state_json.hpp
     for (const auto& info : file.tensors())
       if (info.name.rfind(kOptimizerPrefix, 0) == 0)
         ost.tensors.emplace_back(info.name.substr(std::string(kOptimizerPrefix).size()), file.read_tensor<T>(info.name));

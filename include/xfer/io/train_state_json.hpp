@@ -18,29 +18,12 @@
 #include <nlohmann/json.hpp>
 
 #include "xfer/core/error.hpp"
+#include "xfer/io/detail/json.hpp"
 #include "xfer/train/early_stopping.hpp"
 
 namespace xfer::io {
 
 namespace detail {
-inline nlohmann::json real_to_json(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  return v;
-}
-inline double real_from_json(const nlohmann::json& j, const std::string& key, const std::string& where) {
-  XFER_CHECK(j.is_object() && j.contains(key), where, ": missing key '", key, "'");
-  const auto& v = j.at(key);
-  if (v.is_number()) return v.get<double>();
-  if (v.is_string()) {
-    const auto s = v.get<std::string>();
-    if (s == "inf") return std::numeric_limits<double>::infinity();
-    if (s == "-inf") return -std::numeric_limits<double>::infinity();
-    if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
-  }
-  throw Error(xfer::detail::concat(where, ": key '", key, "' must hold a number (or \"inf\", \"-inf\", \"nan\"), got ",
-                                   v.dump()));
-}
 template <class V>
 V typed_from_json(const nlohmann::json& j, const std::string& key, const std::string& where) {
   XFER_CHECK(j.is_object() && j.contains(key), where, ": missing key '", key, "'");
@@ -55,14 +38,14 @@ V typed_from_json(const nlohmann::json& j, const std::string& key, const std::st
 }  // namespace detail
 
 inline nlohmann::json to_json(const train::EarlyStoppingState& s) {
-  return {{"best", detail::real_to_json(s.best)}, {"best_epoch", s.best_epoch},   {"epochs", s.epochs},
+  return {{"best", detail::json_number(s.best)}, {"best_epoch", s.best_epoch},   {"epochs", s.epochs},
           {"bad_epochs", s.bad_epochs},            {"stopped", s.stopped},         {"last_improved", s.last_improved}};
 }
 inline train::EarlyStoppingState early_stopping_state_from_json(const nlohmann::json& j) {
   const std::string where = "EarlyStopping state";
   XFER_CHECK(j.is_object(), where, ": expected a JSON object, got ", j.type_name());
   train::EarlyStoppingState s;
-  s.best = detail::real_from_json(j, "best", where);
+  s.best = detail::number_from_json(j, "best", where);
   s.best_epoch = detail::typed_from_json<int64_t>(j, "best_epoch", where);
   s.epochs = detail::typed_from_json<int64_t>(j, "epochs", where);
   s.bad_epochs = detail::typed_from_json<int64_t>(j, "bad_epochs", where);

@@ -12,11 +12,13 @@
 #include <map>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "xfer/core/error.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/core/tensor.hpp"
+#include "xfer/data/stack.hpp"
 #include "xfer/nn/loss.hpp"
 
 namespace xfer::meta {
@@ -141,26 +143,14 @@ inline ClassSplit split_classes(int32_t num_classes, int32_t num_train, uint64_t
   return s;
 }
 
-// Stacks samples of a dataset with image(i) -> Tensor<T> of shape [C, H, W] (or any per-sample
-// shape) into one [n, ...] batch.
+// Stacks samples of a dataset with image(i) -> Tensor of shape [C, H, W] (or any per-sample
+// shape) into one [n, ...] batch of T (data::stack).
 template <class T, class Dataset>
 Tensor<T> gather(const Dataset& ds, const std::vector<int64_t>& indices) {
-  XFER_CHECK(!indices.empty(), "meta::gather: no indices");
+  using Sample = std::decay_t<decltype(*ds.image(int64_t{0}).begin())>;
   Tensor<T> out;
-  int64_t per = 0;
-  for (size_t i = 0; i < indices.size(); ++i) {
-    const auto img = ds.image(indices[i]);
-    if (i == 0) {
-      Shape s = img.shape();
-      s.insert(s.begin(), static_cast<int64_t>(indices.size()));
-      out.resize(s);
-      per = img.numel();
-    }
-    XFER_CHECK(img.numel() == per, "meta::gather: sample ", indices[i], " has shape ", shape_str(img.shape()),
-               ", the first had ", per, " elements");
-    std::transform(img.begin(), img.end(), out.data() + static_cast<int64_t>(i) * per,
-                   [](auto v) { return static_cast<T>(v); });
-  }
+  data::stack<Sample>(indices, [&](int64_t idx, Tensor<Sample>& sample) { sample = ds.image(idx); }, out,
+                      {.what = "meta::gather"});
   return out;
 }
 

@@ -154,27 +154,27 @@ class Adam : public Optimizer<T> {
       l2 ? run(detail::adam_kernel<T, false, true>) : run(detail::adam_kernel<T, false, false>);
   }
 
-  nlohmann::json options_json() const override {
+  Options saved_options() const override {
     return {{"lr", opt_.lr},
-            {"betas", opt_.betas},
+            {"betas", std::vector<double>{opt_.betas[0], opt_.betas[1]}},
             {"eps", opt_.eps},
             {"weight_decay", opt_.weight_decay},
             {"amsgrad", opt_.amsgrad},
             {"maximize", opt_.maximize}};
   }
-  void load_options(const nlohmann::json& j, const std::string& where, bool apply) override {
+  void load_options(const Options& saved, const std::string& where, bool apply) override {
     AdamOptions o;
-    o.lr = detail::json_get<double>(j, "lr", where);
-    o.betas = detail::json_get<std::array<double, 2>>(j, "betas", where);
-    o.eps = detail::json_get<double>(j, "eps", where);
-    o.weight_decay = detail::json_get<double>(j, "weight_decay", where);
-    o.amsgrad = detail::json_get<bool>(j, "amsgrad", where);
-    o.maximize = detail::json_get<bool>(j, "maximize", where);
+    o.lr = detail::option<double>(saved, "lr", where);
+    o.betas = detail::option<std::array<double, 2>>(saved, "betas", where);
+    o.eps = detail::option<double>(saved, "eps", where);
+    o.weight_decay = detail::option<double>(saved, "weight_decay", where);
+    o.amsgrad = detail::option<bool>(saved, "amsgrad", where);
+    o.maximize = detail::option<bool>(saved, "maximize", where);
     detail::validate(o, where);
     if (apply) opt_ = o;
   }
-  std::vector<std::string> slot_names(const nlohmann::json& options) const override {
-    if (detail::json_get<bool>(options, "amsgrad", kind() + " options")) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  std::vector<std::string> slot_names(const Options& saved) const override {
+    if (detail::option<bool>(saved, "amsgrad", kind() + " options")) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
     return {"exp_avg", "exp_avg_sq"};
   }
   double default_lr() const override { return opt_.lr; }

@@ -13,8 +13,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "xfer/core/error.hpp"
 #include "xfer/optim/scheduler.hpp"
 
@@ -66,26 +64,24 @@ class CosineAnnealingWarmRestarts : public LRScheduler {
     step_epoch(epoch);
   }
 
-  nlohmann::json state() const override {
-    auto j = LRScheduler::state();
-    j["options"] = {{"T_0", o_.T_0}, {"T_mult", o_.T_mult}, {"eta_min", o_.eta_min}};
-    j["T_cur"] = T_cur_;
-    j["T_i"] = T_i_;
-    return j;
+  SchedulerState state() const override {
+    auto st = LRScheduler::state();
+    st.options = {{"T_0", o_.T_0}, {"T_mult", o_.T_mult}, {"eta_min", o_.eta_min}};
+    st.values = {{"T_cur", T_cur_}, {"T_i", T_i_}};
+    return st;
   }
-  void load_state(const nlohmann::json& j) override {
+  void load_state(const SchedulerState& st) override {
     const std::string where = "CosineAnnealingWarmRestarts::load_state";
-    check_kind(j);
-    const auto& jo = detail::json_at(j, "options", where);
-    CosineWarmRestartsOptions o{.T_0 = detail::json_get<int64_t>(jo, "T_0", where),
-                                .T_mult = detail::json_get<int64_t>(jo, "T_mult", where),
-                                .eta_min = detail::json_get<double>(jo, "eta_min", where)};
+    check_kind(st);
+    CosineWarmRestartsOptions o{.T_0 = detail::option<int64_t>(st.options, "T_0", where),
+                                .T_mult = detail::option<int64_t>(st.options, "T_mult", where),
+                                .eta_min = detail::option<double>(st.options, "eta_min", where)};
     detail::validate(o, where);
-    const auto t_cur = detail::json_get<double>(j, "T_cur", where);
-    const auto t_i = detail::json_get<int64_t>(j, "T_i", where);
+    const auto t_cur = detail::option<double>(st.values, "T_cur", where);
+    const auto t_i = detail::option<int64_t>(st.values, "T_i", where);
     XFER_CHECK(std::isfinite(t_cur) && t_cur >= 0 && t_i >= o.T_0, where, ": inconsistent T_cur ", t_cur, " / T_i ", t_i,
                " for T_0 ", o.T_0);
-    LRScheduler::load_state(j);
+    LRScheduler::load_state(st);
     o_ = o;
     T_cur_ = t_cur;
     T_i_ = t_i;

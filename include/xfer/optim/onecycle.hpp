@@ -21,8 +21,6 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "xfer/core/error.hpp"
 #include "xfer/optim/scheduler.hpp"
 
@@ -114,51 +112,51 @@ class OneCycleLR : public LRScheduler {
     apply(lrs);
   }
 
-  nlohmann::json state() const override {
-    auto j = LRScheduler::state();
-    j["options"] = {{"max_lr", o_.max_lr},
-                    {"total_steps", o_.total_steps},
-                    {"epochs", o_.epochs},
-                    {"steps_per_epoch", o_.steps_per_epoch},
-                    {"pct_start", o_.pct_start},
-                    {"anneal_strategy", detail::anneal_name(o_.anneal_strategy)},
-                    {"cycle_momentum", o_.cycle_momentum},
-                    {"base_momentum", o_.base_momentum},
-                    {"max_momentum", o_.max_momentum},
-                    {"div_factor", o_.div_factor},
-                    {"final_div_factor", o_.final_div_factor},
-                    {"three_phase", o_.three_phase}};
-    j["last_momentum"] = std::isnan(last_momentum_) ? nlohmann::json(nullptr) : nlohmann::json(last_momentum_);
-    return j;
+  SchedulerState state() const override {
+    auto st = LRScheduler::state();
+    st.options = {{"max_lr", o_.max_lr},
+                  {"total_steps", o_.total_steps},
+                  {"epochs", o_.epochs},
+                  {"steps_per_epoch", o_.steps_per_epoch},
+                  {"pct_start", o_.pct_start},
+                  {"anneal_strategy", std::string(detail::anneal_name(o_.anneal_strategy))},
+                  {"cycle_momentum", o_.cycle_momentum},
+                  {"base_momentum", o_.base_momentum},
+                  {"max_momentum", o_.max_momentum},
+                  {"div_factor", o_.div_factor},
+                  {"final_div_factor", o_.final_div_factor},
+                  {"three_phase", o_.three_phase}};
+    if (!std::isnan(last_momentum_)) st.values["last_momentum"] = last_momentum_;  // absent: no momentum cycled
+    return st;
   }
-  void load_state(const nlohmann::json& j) override {
+  void load_state(const SchedulerState& st) override {
     const std::string where = "OneCycleLR::load_state";
-    check_kind(j);
-    const auto& jo = detail::json_at(j, "options", where);
+    check_kind(st);
+    const Options& so = st.options;
     OneCycleLROptions o;
-    o.max_lr = detail::json_get<std::vector<double>>(jo, "max_lr", where);
-    o.total_steps = detail::json_get<int64_t>(jo, "total_steps", where);
-    o.epochs = detail::json_get<int64_t>(jo, "epochs", where);
-    o.steps_per_epoch = detail::json_get<int64_t>(jo, "steps_per_epoch", where);
-    o.pct_start = detail::json_get<double>(jo, "pct_start", where);
-    const auto anneal = detail::json_get<std::string>(jo, "anneal_strategy", where);
+    o.max_lr = detail::option<std::vector<double>>(so, "max_lr", where);
+    o.total_steps = detail::option<int64_t>(so, "total_steps", where);
+    o.epochs = detail::option<int64_t>(so, "epochs", where);
+    o.steps_per_epoch = detail::option<int64_t>(so, "steps_per_epoch", where);
+    o.pct_start = detail::option<double>(so, "pct_start", where);
+    const auto anneal = detail::option<std::string>(so, "anneal_strategy", where);
     XFER_CHECK(anneal == "cos" || anneal == "linear", where, ": anneal_strategy must be 'cos' or 'linear', got '",
                anneal, "'");
     o.anneal_strategy = anneal == "cos" ? AnnealStrategy::cos : AnnealStrategy::linear;
-    o.cycle_momentum = detail::json_get<bool>(jo, "cycle_momentum", where);
-    o.base_momentum = detail::json_get<double>(jo, "base_momentum", where);
-    o.max_momentum = detail::json_get<double>(jo, "max_momentum", where);
-    o.div_factor = detail::json_get<double>(jo, "div_factor", where);
-    o.final_div_factor = detail::json_get<double>(jo, "final_div_factor", where);
-    o.three_phase = detail::json_get<bool>(jo, "three_phase", where);
+    o.cycle_momentum = detail::option<bool>(so, "cycle_momentum", where);
+    o.base_momentum = detail::option<double>(so, "base_momentum", where);
+    o.max_momentum = detail::option<double>(so, "max_momentum", where);
+    o.div_factor = detail::option<double>(so, "div_factor", where);
+    o.final_div_factor = detail::option<double>(so, "final_div_factor", where);
+    o.three_phase = detail::option<bool>(so, "three_phase", where);
     detail::validate(o, opt_->num_groups(), where);
     XFER_CHECK(!o.cycle_momentum || set_momentum_, where, ": the state cycles the momentum, this optimizer has none");
-    const auto& jm = detail::json_at(j, "last_momentum", where);
-    const double mom = jm.is_null() ? std::numeric_limits<double>::quiet_NaN() : detail::json_get<double>(j, "last_momentum", where);
-    const auto le = detail::json_get<int64_t>(j, "last_epoch", where);
+    const double mom = st.values.count("last_momentum") ? detail::option<double>(st.values, "last_momentum", where)
+                                                        : std::numeric_limits<double>::quiet_NaN();
+    const auto le = st.last_epoch;
     XFER_CHECK(le >= 0 && le <= detail::onecycle_total(o), where, ": last_epoch ", le, " outside [0, ",
                detail::onecycle_total(o), "]");
-    LRScheduler::load_state(j);  // validates the group count before assigning
+    LRScheduler::load_state(st);  // validates the group count before assigning
     o_ = o;
     if (!o_.cycle_momentum) set_momentum_ = nullptr;
     last_momentum_ = mom;

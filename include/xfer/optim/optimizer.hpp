@@ -4,7 +4,8 @@
 // The one thing to know: a parameter with `trainable == false` is skipped by step() exactly like
 // PyTorch skips a parameter whose grad is None: no state update, no weight decay. The optimizer
 // keeps raw pointers to the parameters, so build a new one (or add_param_group) after a change
-// of the model that destroys parameters (replace_head).
+// of the model that destroys parameters (replace_head). state_dict() is a plain struct
+// (optim/state.hpp); io/state_json.hpp and io/checkpoint.hpp store it.
 #pragma once
 
 #include <cmath>
@@ -17,12 +18,11 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "xfer/core/error.hpp"
 #include "xfer/core/float_env.hpp"
 #include "xfer/core/tensor.hpp"
 #include "xfer/nn/parameter.hpp"
+#include "xfer/optim/state.hpp"
 
 namespace xfer::optim {
 
@@ -56,15 +56,6 @@ struct ParamGroupSpec {
   std::optional<double> weight_decay = std::nullopt;
 };
 
-// The checkpoint form of an optimizer. `meta` holds the kind, scalar type, options, per-group
-// hyperparameters, parameter shapes and step counts; `tensors` the state tensors, named
-// "group<g>.param<i>.<slot>" ("group0.param3.exp_avg").
-template <class T>
-struct OptimizerState {
-  nlohmann::json meta;
-  std::vector<std::pair<std::string, Tensor<T>>> tensors;
-};
-
 namespace detail {
 template <class T>
 constexpr const char* dtype_name() {
@@ -83,35 +74,6 @@ inline void check_weight_decay(double wd, const std::string& where) {
   XFER_CHECK(std::isfinite(wd) && wd >= 0, where, ": weight_decay must be a finite value >= 0, got ", wd);
 }
 
-inline const nlohmann::json& json_at(const nlohmann::json& j, const std::string& key, const std::string& where) {
-  XFER_CHECK(j.is_object() && j.contains(key), where, ": missing key '", key, "'");
-  return j.at(key);
-}
-// Integer targets (int64_t, std::vector<int64_t>, Shape lists) must hold JSON integers: nlohmann
-// casts a float such as -1e30 straight to int64_t, which is undefined behaviour (found with the fuzz_checkpoint harness).
-template <class V>
-struct wants_integers : std::bool_constant<std::is_integral_v<V> && !std::is_same_v<V, bool>> {};
-template <class V>
-struct wants_integers<std::vector<V>> : wants_integers<V> {};
-inline bool holds_float(const nlohmann::json& v) {
-  if (v.is_number_float()) return true;
-  if (v.is_array())
-    for (const auto& e : v)
-      if (holds_float(e)) return true;
-  return false;
-}
-
-template <class V>
-V json_get(const nlohmann::json& j, const std::string& key, const std::string& where) {
-  const auto& v = json_at(j, key, where);
-  if constexpr (wants_integers<V>::value)
-    XFER_CHECK(!holds_float(v), where, ": key '", key, "' must hold integers, got ", v.dump());
-  try {
-    return v.get<V>();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(xfer::detail::concat(where, ": key '", key, "' has the wrong type (", v.type_name(), "): ", e.what()));
-  }
-}
 }  // namespace detail
 
 template <class T>
@@ -200,31 +162,20 @@ class Optimizer : public LrGroups {
 
   // ---- checkpoint ---------------------------------------------------------------------------
   OptimizerState<T> state_dict() const {
-    OptimizerState<T> out;
-    auto& m = out.meta;
-    m["kind"] = kind();
-    m["dtype"] = detail::dtype_name<T>();
-    m["options"] = options_json();
-    m["groups"] = nlohmann::json::array();
-    const auto slots = slot_names(m["options"]);
+    OptimizerState<T> out{.kind = kind(), .dtype = detail::dtype_name<T>(), .options = saved_options()};
+    const auto slots = slot_names(out.options);
     for (size_t g = 0; g < groups_.size(); ++g) {
       const auto& group = groups_[g];
-      nlohmann::json jg;
-      jg["lr"] = group.lr;
-      jg["weight_decay"] = group.weight_decay;
-      jg["initial_lr"] = group.initial_lr ? nlohmann::json(*group.initial_lr) : nlohmann::json(nullptr);
-      jg["shapes"] = nlohmann::json::array();
-      jg["steps"] = nlohmann::json::array();
-      jg["has_state"] = nlohmann::json::array();
+      GroupState& gs = out.groups.emplace_back(
+          GroupState{.lr = group.lr, .weight_decay = group.weight_decay, .initial_lr = group.initial_lr});
       for (size_t i = 0; i < group.params.size(); ++i) {
         const auto& st = state_[g][i];
-        jg["shapes"].push_back(group.params[i]->shape);
-        jg["steps"].push_back(st.step);
-        jg["has_state"].push_back(!st.slots.empty());
+        gs.shapes.push_back(group.params[i]->shape);
+        gs.steps.push_back(st.step);
+        gs.has_state.push_back(!st.slots.empty());
         for (size_t s = 0; s < st.slots.size(); ++s)
           out.tensors.emplace_back(tensor_name(g, i, slots[s]), st.slots[s]);
       }
-      m["groups"].push_back(std::move(jg));
     }
     return out;
   }
@@ -234,20 +185,15 @@ class Optimizer : public LrGroups {
   // changes, so a failed load leaves the optimizer as it was.
   void load_state_dict(const OptimizerState<T>& st) {
     const std::string where = kind() + "::load_state_dict";
-    const auto& m = st.meta;
-    const auto saved_kind = detail::json_get<std::string>(m, "kind", where);
-    XFER_CHECK(saved_kind == kind(), where, ": the state was saved by a ", saved_kind, " optimizer, this is ", kind());
-    const auto dtype = detail::json_get<std::string>(m, "dtype", where);
-    XFER_CHECK(dtype == detail::dtype_name<T>(), where, ": the state holds ", dtype, " tensors, this optimizer uses ",
-               detail::dtype_name<T>());
-    const auto& jgroups = detail::json_at(m, "groups", where);
-    XFER_CHECK(jgroups.is_array() && jgroups.size() == groups_.size(), where, ": the state has ",
-               jgroups.is_array() ? jgroups.size() : 0, " parameter groups, this optimizer has ", groups_.size());
+    XFER_CHECK(st.kind == kind(), where, ": the state was saved by a ", st.kind, " optimizer, this is ", kind());
+    XFER_CHECK(st.dtype == detail::dtype_name<T>(), where, ": the state holds ", st.dtype,
+               " tensors, this optimizer uses ", detail::dtype_name<T>());
+    XFER_CHECK(st.groups.size() == groups_.size(), where, ": the state has ", st.groups.size(),
+               " parameter groups, this optimizer has ", groups_.size());
 
     // Options first: they decide which state slots to expect (amsgrad adds one).
-    const auto& jopt = detail::json_at(m, "options", where);
-    load_options(jopt, where + ": options", /*apply=*/false);
-    const auto slots = slot_names(jopt);
+    load_options(st.options, where + ": options", /*apply=*/false);
+    const auto slots = slot_names(st.options);
 
     std::unordered_map<std::string, const Tensor<T>*> by_name;
     for (const auto& [name, t] : st.tensors) {
@@ -258,17 +204,17 @@ class Optimizer : public LrGroups {
     size_t used = 0;
     for (size_t g = 0; g < groups_.size(); ++g) {
       const std::string gw = where + ": group " + std::to_string(g);
-      const auto& jg = jgroups[g];
+      const GroupState& saved = st.groups[g];
       auto& group = new_groups[g];
-      group.lr = detail::json_get<double>(jg, "lr", gw);
-      group.weight_decay = detail::json_get<double>(jg, "weight_decay", gw);
+      group.lr = saved.lr;
+      group.weight_decay = saved.weight_decay;
       detail::check_lr(group.lr, gw);
       detail::check_weight_decay(group.weight_decay, gw);
-      const auto& jinit = detail::json_at(jg, "initial_lr", gw);
-      group.initial_lr = jinit.is_null() ? std::nullopt : std::optional<double>(detail::json_get<double>(jg, "initial_lr", gw));
-      const auto shapes = detail::json_get<std::vector<Shape>>(jg, "shapes", gw);
-      const auto steps = detail::json_get<std::vector<int64_t>>(jg, "steps", gw);
-      const auto has_state = detail::json_get<std::vector<bool>>(jg, "has_state", gw);
+      if (saved.initial_lr) detail::check_lr(*saved.initial_lr, gw + " initial_lr");
+      group.initial_lr = saved.initial_lr;
+      const auto& shapes = saved.shapes;
+      const auto& steps = saved.steps;
+      const auto& has_state = saved.has_state;
       const size_t n = group.params.size();
       XFER_CHECK(shapes.size() == n && steps.size() == n && has_state.size() == n, gw, ": the state has ", shapes.size(),
                  " parameters, this optimizer's group has ", n);
@@ -303,7 +249,7 @@ class Optimizer : public LrGroups {
         XFER_CHECK(expected.count(name), where, ": unexpected state tensor '", name, "' (expected slots of ", kind(),
                    " named group<g>.param<i>.<slot>)");
     }
-    load_options(jopt, where + ": options", /*apply=*/true);
+    load_options(st.options, where + ": options", /*apply=*/true);
     groups_ = std::move(new_groups);
     state_ = std::move(new_state);
   }
@@ -337,12 +283,12 @@ class Optimizer : public LrGroups {
 
   // One update of one trainable parameter.
   virtual void update(const ParamGroup<T>& group, nn::Parameter<T>& p, ParamState& st) = 0;
-  // Optimizer-wide options (momentum, betas, ...) as JSON; load_options parses and validates saved
+  // Optimizer-wide options (momentum, betas, ...) by name; load_options reads and validates saved
   // ones and assigns them only when `apply` is true (so a failed load changes nothing).
-  virtual nlohmann::json options_json() const = 0;
-  virtual void load_options(const nlohmann::json& j, const std::string& where, bool apply) = 0;
+  virtual Options saved_options() const = 0;
+  virtual void load_options(const Options& o, const std::string& where, bool apply) = 0;
   // Names of the per-parameter state tensors under the given options ("exp_avg", ...).
-  virtual std::vector<std::string> slot_names(const nlohmann::json& options) const = 0;
+  virtual std::vector<std::string> slot_names(const Options& options) const = 0;
   // The lr and weight decay of groups that do not set their own.
   virtual double default_lr() const = 0;
   virtual double default_weight_decay() const = 0;

@@ -14,8 +14,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "xfer/core/error.hpp"
 #include "xfer/optim/optimizer.hpp"
 
@@ -50,22 +48,17 @@ inline void validate(const ReduceLROnPlateauOptions& o, const std::string& where
     XFER_CHECK(std::isfinite(o.min_lrs[i]) && o.min_lrs[i] >= 0, where, ": min_lrs[", i,
                "] must be a finite value >= 0, got ", o.min_lrs[i]);
 }
-// JSON has no infinity: non-finite numbers are stored as the strings "inf", "-inf", "nan".
-inline nlohmann::json json_number(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  return v;
-}
-inline double number_from_json(const nlohmann::json& j, const std::string& key, const std::string& where) {
-  const auto& v = json_at(j, key, where);
-  if (v.is_number()) return v.get<double>();
-  if (v == "inf") return std::numeric_limits<double>::infinity();
-  if (v == "-inf") return -std::numeric_limits<double>::infinity();
-  if (v == "nan") return std::numeric_limits<double>::quiet_NaN();
-  throw Error(xfer::detail::concat(where, ": key '", key, "' must be a number, \"inf\", \"-inf\" or \"nan\", got ",
-                                   v.dump()));
-}
 }  // namespace detail
+
+// The saved form of a ReduceLROnPlateau (io/state_json.hpp converts it to JSON).
+struct PlateauState {
+  ReduceLROnPlateauOptions options;  // min_lrs holds one bound per group
+  int64_t last_epoch = 0;
+  double best = 0;
+  int64_t num_bad_epochs = 0;
+  int64_t cooldown_counter = 0;
+  std::vector<double> last_lr;
+};
 
 class ReduceLROnPlateau {
  public:
@@ -117,59 +110,29 @@ class ReduceLROnPlateau {
   bool in_cooldown() const { return cooldown_counter_ > 0; }
   const ReduceLROnPlateauOptions& options() const { return o_; }
 
-  nlohmann::json state() const {
-    return {{"kind", "ReduceLROnPlateau"},
-            {"mode", o_.mode == PlateauMode::min ? "min" : "max"},
-            {"factor", o_.factor},
-            {"patience", o_.patience},
-            {"threshold", o_.threshold},
-            {"threshold_mode", o_.threshold_mode == ThresholdMode::rel ? "rel" : "abs"},
-            {"cooldown", o_.cooldown},
-            {"min_lrs", o_.min_lrs},
-            {"eps", o_.eps},
-            {"last_epoch", last_epoch_},
-            {"best", detail::json_number(best_)},
-            {"num_bad_epochs", num_bad_epochs_},
-            {"cooldown_counter", cooldown_counter_},
-            {"last_lr", last_lr_}};
+  PlateauState state() const {
+    return {.options = o_,
+            .last_epoch = last_epoch_,
+            .best = best_,
+            .num_bad_epochs = num_bad_epochs_,
+            .cooldown_counter = cooldown_counter_,
+            .last_lr = last_lr_};
   }
-  void load_state(const nlohmann::json& j) {
+  void load_state(const PlateauState& st) {
     const std::string where = "ReduceLROnPlateau::load_state";
-    const auto kind = detail::json_get<std::string>(j, "kind", where);
-    XFER_CHECK(kind == "ReduceLROnPlateau", where, ": the state was saved by a ", kind,
-               " scheduler, this is ReduceLROnPlateau");
-    ReduceLROnPlateauOptions o;
-    const auto mode = detail::json_get<std::string>(j, "mode", where);
-    XFER_CHECK(mode == "min" || mode == "max", where, ": mode must be \"min\" or \"max\", got \"", mode, "\"");
-    o.mode = mode == "min" ? PlateauMode::min : PlateauMode::max;
-    const auto tmode = detail::json_get<std::string>(j, "threshold_mode", where);
-    XFER_CHECK(tmode == "rel" || tmode == "abs", where, ": threshold_mode must be \"rel\" or \"abs\", got \"", tmode,
-               "\"");
-    o.threshold_mode = tmode == "rel" ? ThresholdMode::rel : ThresholdMode::abs;
-    o.factor = detail::json_get<double>(j, "factor", where);
-    o.patience = detail::json_get<int64_t>(j, "patience", where);
-    o.threshold = detail::json_get<double>(j, "threshold", where);
-    o.cooldown = detail::json_get<int64_t>(j, "cooldown", where);
-    o.min_lrs = detail::json_get<std::vector<double>>(j, "min_lrs", where);
-    o.eps = detail::json_get<double>(j, "eps", where);
-    detail::validate(o, where);
-    XFER_CHECK(o.min_lrs.size() == opt_->num_groups(), where, ": the state covers ", o.min_lrs.size(),
+    detail::validate(st.options, where);
+    XFER_CHECK(st.options.min_lrs.size() == opt_->num_groups(), where, ": the state covers ", st.options.min_lrs.size(),
                " parameter groups, the optimizer has ", opt_->num_groups());
-    const auto last_lr = detail::json_get<std::vector<double>>(j, "last_lr", where);
-    XFER_CHECK(last_lr.size() == opt_->num_groups(), where, ": last_lr has ", last_lr.size(), " entries, expected ",
-               opt_->num_groups());
-    const auto last_epoch = detail::json_get<int64_t>(j, "last_epoch", where);
-    const double best = detail::number_from_json(j, "best", where);
-    const auto bad = detail::json_get<int64_t>(j, "num_bad_epochs", where);
-    const auto cool = detail::json_get<int64_t>(j, "cooldown_counter", where);
-    XFER_CHECK(bad >= 0 && cool >= 0, where, ": negative counters (num_bad_epochs ", bad, ", cooldown_counter ", cool,
-               ")");
-    o_ = std::move(o);
-    last_lr_ = last_lr;
-    last_epoch_ = last_epoch;
-    best_ = best;
-    num_bad_epochs_ = bad;
-    cooldown_counter_ = cool;
+    XFER_CHECK(st.last_lr.size() == opt_->num_groups(), where, ": last_lr has ", st.last_lr.size(),
+               " entries, expected ", opt_->num_groups());
+    XFER_CHECK(st.num_bad_epochs >= 0 && st.cooldown_counter >= 0, where, ": negative counters (num_bad_epochs ",
+               st.num_bad_epochs, ", cooldown_counter ", st.cooldown_counter, ")");
+    o_ = st.options;
+    last_lr_ = st.last_lr;
+    last_epoch_ = st.last_epoch;
+    best_ = st.best;
+    num_bad_epochs_ = st.num_bad_epochs;
+    cooldown_counter_ = st.cooldown_counter;
   }
 
  private:

@@ -19,10 +19,9 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "xfer/core/error.hpp"
 #include "xfer/optim/optimizer.hpp"
+#include "xfer/optim/state.hpp"
 
 namespace xfer::optim {
 
@@ -43,25 +42,24 @@ class LRScheduler {
 
   // Checkpoint form: kind, options and counters. load_state restores them (the optimizer's own
   // lr comes from the optimizer state) after checking the kind and the number of groups.
-  virtual nlohmann::json state() const {
-    return {{"kind", kind()}, {"last_epoch", last_epoch_}, {"base_lrs", base_lrs_}, {"last_lr", last_lr_}};
+  // (A plain struct, optim/state.hpp; io/state_json.hpp converts it to JSON.)
+  virtual SchedulerState state() const {
+    return {.kind = kind(), .last_epoch = last_epoch_, .base_lrs = base_lrs_, .last_lr = last_lr_};
   }
-  virtual void load_state(const nlohmann::json& j) {
+  virtual void load_state(const SchedulerState& st) {
     const std::string where = kind() + "::load_state";
-    check_kind(j);
-    const auto base = detail::json_get<std::vector<double>>(j, "base_lrs", where);
-    const auto last = detail::json_get<std::vector<double>>(j, "last_lr", where);
-    XFER_CHECK(base.size() == opt_->num_groups() && last.size() == opt_->num_groups(), where, ": the state covers ",
-               base.size(), " parameter groups, the optimizer has ", opt_->num_groups());
-    last_epoch_ = detail::json_get<int64_t>(j, "last_epoch", where);
-    base_lrs_ = base;
-    last_lr_ = last;
+    check_kind(st);
+    XFER_CHECK(st.base_lrs.size() == opt_->num_groups() && st.last_lr.size() == opt_->num_groups(), where,
+               ": the state covers ", st.base_lrs.size(), " parameter groups, the optimizer has ", opt_->num_groups());
+    last_epoch_ = st.last_epoch;
+    base_lrs_ = st.base_lrs;
+    last_lr_ = st.last_lr;
   }
 
  protected:
-  void check_kind(const nlohmann::json& j) const {
-    const auto saved = detail::json_get<std::string>(j, "kind", kind() + "::load_state");
-    XFER_CHECK(saved == kind(), kind(), "::load_state: the state was saved by a ", saved, " scheduler, this is ", kind());
+  void check_kind(const SchedulerState& st) const {
+    XFER_CHECK(st.kind == kind(), kind(), "::load_state: the state was saved by a ", st.kind, " scheduler, this is ",
+               kind());
   }
   explicit LRScheduler(LrGroups& opt) : opt_(&opt) {}
   // Records each group's base lr, like PyTorch's group.setdefault('initial_lr', group['lr']).
@@ -121,20 +119,20 @@ class ChainableScheduler : public LRScheduler {
   // A copy of this scheduler (same optimizer, same counters).
   virtual std::unique_ptr<ChainableScheduler> clone() const = 0;
 
-  nlohmann::json state() const override {
-    auto j = LRScheduler::state();
-    j["step_count"] = step_count_;
-    j["options"] = options_json();
-    return j;
+  SchedulerState state() const override {
+    auto st = LRScheduler::state();
+    st.step_count = step_count_;
+    st.options = saved_options();
+    return st;
   }
-  void load_state(const nlohmann::json& j) override {
+  void load_state(const SchedulerState& st) override {
     const std::string where = kind() + "::load_state";
-    check_kind(j);
-    load_options(detail::json_at(j, "options", where), where, /*apply=*/false);
-    const auto steps = detail::json_get<int64_t>(j, "step_count", where);
-    LRScheduler::load_state(j);
-    load_options(j.at("options"), where, /*apply=*/true);
-    step_count_ = steps;
+    check_kind(st);
+    load_options(st.options, where, /*apply=*/false);
+    XFER_CHECK(st.step_count.has_value(), where, ": missing key 'step_count'");
+    LRScheduler::load_state(st);
+    load_options(st.options, where, /*apply=*/true);
+    step_count_ = *st.step_count;
   }
 
  protected:
@@ -147,8 +145,8 @@ class ChainableScheduler : public LRScheduler {
   }
   virtual std::vector<double> chainable_lr() const = 0;
   virtual std::vector<double> closed_form_lr() const = 0;
-  virtual nlohmann::json options_json() const = 0;
-  virtual void load_options(const nlohmann::json& j, const std::string& where, bool apply) = 0;
+  virtual Options saved_options() const = 0;
+  virtual void load_options(const Options& o, const std::string& where, bool apply) = 0;
 
   int64_t step_count_ = 0;
   friend class LinearWarmup;
@@ -192,10 +190,10 @@ class StepLR : public ChainableScheduler {
       out.push_back(b * std::pow(opt_.gamma, static_cast<double>(floor_div(last_epoch_, opt_.step_size))));
     return out;
   }
-  nlohmann::json options_json() const override { return {{"step_size", opt_.step_size}, {"gamma", opt_.gamma}}; }
-  void load_options(const nlohmann::json& j, const std::string& where, bool apply) override {
-    StepLROptions o{.step_size = detail::json_get<int64_t>(j, "step_size", where),
-                    .gamma = detail::json_get<double>(j, "gamma", where)};
+  Options saved_options() const override { return {{"step_size", opt_.step_size}, {"gamma", opt_.gamma}}; }
+  void load_options(const Options& saved, const std::string& where, bool apply) override {
+    StepLROptions o{.step_size = detail::option<int64_t>(saved, "step_size", where),
+                    .gamma = detail::option<double>(saved, "gamma", where)};
     detail::validate(o, where);
     if (apply) opt_ = o;
   }
@@ -253,10 +251,10 @@ class CosineAnnealingLR : public ChainableScheduler {
                                        (1 + std::cos(pi * static_cast<double>(last_epoch_) / static_cast<double>(opt_.T_max))) / 2);
     return out;
   }
-  nlohmann::json options_json() const override { return {{"T_max", opt_.T_max}, {"eta_min", opt_.eta_min}}; }
-  void load_options(const nlohmann::json& j, const std::string& where, bool apply) override {
-    CosineAnnealingOptions o{.T_max = detail::json_get<int64_t>(j, "T_max", where),
-                             .eta_min = detail::json_get<double>(j, "eta_min", where)};
+  Options saved_options() const override { return {{"T_max", opt_.T_max}, {"eta_min", opt_.eta_min}}; }
+  void load_options(const Options& saved, const std::string& where, bool apply) override {
+    CosineAnnealingOptions o{.T_max = detail::option<int64_t>(saved, "T_max", where),
+                             .eta_min = detail::option<double>(saved, "eta_min", where)};
     detail::validate(o, where);
     if (apply) opt_ = o;
   }
@@ -310,12 +308,12 @@ class LinearLR : public ChainableScheduler {
       out.push_back(b * (sf + (1.0 - sf) * static_cast<double>(std::min(opt_.warmup_steps, last_epoch_)) / n));
     return out;
   }
-  nlohmann::json options_json() const override {
+  Options saved_options() const override {
     return {{"start_factor", opt_.start_factor}, {"warmup_steps", opt_.warmup_steps}};
   }
-  void load_options(const nlohmann::json& j, const std::string& where, bool apply) override {
-    LinearWarmupOptions o{.start_factor = json_get<double>(j, "start_factor", where),
-                          .warmup_steps = json_get<int64_t>(j, "warmup_steps", where)};
+  void load_options(const Options& saved, const std::string& where, bool apply) override {
+    LinearWarmupOptions o{.start_factor = option<double>(saved, "start_factor", where),
+                          .warmup_steps = option<int64_t>(saved, "warmup_steps", where)};
     validate(o, where);
     if (apply) opt_ = o;
   }
@@ -367,24 +365,31 @@ class LinearWarmup : public LRScheduler {
     }
   }
 
-  nlohmann::json state() const override {
-    auto j = LRScheduler::state();
-    j["warmup"] = warm_.state();
-    j["after"] = after_ ? after_->state() : nlohmann::json(nullptr);
-    return j;
+  SchedulerState state() const override {
+    auto st = LRScheduler::state();
+    st.children["warmup"] = std::make_shared<SchedulerState>(warm_.state());
+    st.children["after"] = after_ ? std::make_shared<SchedulerState>(after_->state()) : nullptr;
+    return st;
   }
-  void load_state(const nlohmann::json& j) override {
+  void load_state(const SchedulerState& st) override {
     const std::string where = "LinearWarmup::load_state";
-    check_kind(j);
-    const auto& ja = detail::json_at(j, "after", where);
-    XFER_CHECK(ja.is_null() == (after_ == nullptr), where, ": the state ",
-               ja.is_null() ? "has no follow-up scheduler" : "has a follow-up scheduler", ", this LinearWarmup ",
+    check_kind(st);
+    auto child = [&](const char* name) {
+      auto it = st.children.find(name);
+      XFER_CHECK(it != st.children.end(), where, ": missing key '", name, "'");
+      return it->second;
+    };
+    const auto warm = child("warmup");
+    const auto after = child("after");
+    XFER_CHECK(warm != nullptr, where, ": the state has no warmup scheduler");
+    XFER_CHECK((after == nullptr) == (after_ == nullptr), where, ": the state ",
+               after ? "has a follow-up scheduler" : "has no follow-up scheduler", ", this LinearWarmup ",
                after_ ? "has a " + after_->kind() : std::string("has none"));
     // Validate everything on copies first, so a failed load changes nothing.
     LinearWarmup tmp(*this);
-    tmp.LRScheduler::load_state(j);
-    tmp.warm_.load_state(detail::json_at(j, "warmup", where));
-    if (tmp.after_) tmp.after_->load_state(ja);
+    tmp.LRScheduler::load_state(st);
+    tmp.warm_.load_state(*warm);
+    if (tmp.after_) tmp.after_->load_state(*after);
     *this = std::move(tmp);
   }
   LinearWarmup& operator=(LinearWarmup&& o) = default;

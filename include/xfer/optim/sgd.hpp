@@ -98,7 +98,7 @@ class SGD : public Optimizer<T> {
     }
   }
 
-  nlohmann::json options_json() const override {
+  Options saved_options() const override {
     return {{"lr", opt_.lr},
             {"momentum", opt_.momentum},
             {"dampening", opt_.dampening},
@@ -106,19 +106,19 @@ class SGD : public Optimizer<T> {
             {"nesterov", opt_.nesterov},
             {"maximize", opt_.maximize}};
   }
-  void load_options(const nlohmann::json& j, const std::string& where, bool apply) override {
+  void load_options(const Options& saved, const std::string& where, bool apply) override {
     SGDOptions o;
-    o.lr = detail::json_get<double>(j, "lr", where);
-    o.momentum = detail::json_get<double>(j, "momentum", where);
-    o.dampening = detail::json_get<double>(j, "dampening", where);
-    o.weight_decay = detail::json_get<double>(j, "weight_decay", where);
-    o.nesterov = detail::json_get<bool>(j, "nesterov", where);
-    o.maximize = detail::json_get<bool>(j, "maximize", where);
+    o.lr = detail::option<double>(saved, "lr", where);
+    o.momentum = detail::option<double>(saved, "momentum", where);
+    o.dampening = detail::option<double>(saved, "dampening", where);
+    o.weight_decay = detail::option<double>(saved, "weight_decay", where);
+    o.nesterov = detail::option<bool>(saved, "nesterov", where);
+    o.maximize = detail::option<bool>(saved, "maximize", where);
     detail::validate(o, where);
     if (apply) opt_ = o;
   }
-  std::vector<std::string> slot_names(const nlohmann::json& options) const override {
-    if (detail::json_get<double>(options, "momentum", "SGD options") != 0) return {"momentum_buffer"};
+  std::vector<std::string> slot_names(const Options& saved) const override {
+    if (detail::option<double>(saved, "momentum", "SGD options") != 0) return {"momentum_buffer"};
     return {};
   }
   double default_lr() const override { return opt_.lr; }
