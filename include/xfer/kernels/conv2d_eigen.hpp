@@ -56,20 +56,23 @@ void forward_eigen(const Conv2dGeometry& g, const T* x, const T* w, const T* bia
   });
 }
 
+// dy of images [n0, n0 + nb) as one (O, nb * P) matrix: in place for one image, gathered otherwise.
+template <class T>
+const T* images_of_dy(const Conv2dGeometry& g, const T* dy, int64_t n0, int64_t nb) {
+  const int64_t P = g.out_plane();
+  if (nb == 1) return dy + n0 * g.o * P;
+  T* buf = scratch<T>(xfer::detail::Scratch::Gather, g.o * nb * P);
+  gather_planes(dy, g.o, P, n0, nb, buf);
+  return buf;
+}
+
 template <class T>
 void backward_data_eigen(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
   const int64_t P = g.out_plane(), K = g.ckk();
   CMapM<T> W(w, g.o, K, Eigen::OuterStride<>(K));
   for_each_chunk(g.n, chunk_images<T>(g), [&](int64_t n0, int64_t nb) {
     const int64_t cols_n = nb * P;
-    const T* dys;
-    if (nb == 1) {
-      dys = dy + n0 * g.o * P;
-    } else {
-      T* buf = scratch<T>(xfer::detail::Scratch::Gather, g.o * cols_n);
-      gather_planes(dy, g.o, P, n0, nb, buf);
-      dys = buf;
-    }
+    const T* dys = images_of_dy(g, dy, n0, nb);
     CMapM<T> DY(dys, g.o, cols_n, Eigen::OuterStride<>(cols_n));
     if (g.pointwise() && nb == 1) {
       MapM<T> DX(dx + n0 * g.c * P, K, P, Eigen::OuterStride<>(P));
@@ -92,14 +95,7 @@ void backward_weights_eigen(const Conv2dGeometry& g, const T* x, const T* dy, T*
   MapM<T> DW(dw, g.o, K, Eigen::OuterStride<>(K));
   for_each_chunk(g.n, chunk_images<T>(g), [&](int64_t n0, int64_t nb) {
     const int64_t cols_n = nb * P;
-    const T* dys;
-    if (nb == 1) {
-      dys = dy + n0 * g.o * P;
-    } else {
-      T* buf = scratch<T>(xfer::detail::Scratch::Gather, g.o * cols_n);
-      gather_planes(dy, g.o, P, n0, nb, buf);
-      dys = buf;
-    }
+    const T* dys = images_of_dy(g, dy, n0, nb);
     const T* cols;
     if (g.pointwise() && nb == 1) {
       cols = x + n0 * g.c * P;
