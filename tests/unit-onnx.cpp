@@ -130,6 +130,21 @@ TEST_CASE("AdaptiveAvgPool2d exports as AveragePool when the windows are even, a
                     Catch::Contains("'pool'") && Catch::Contains("uneven windows"));
 }
 
+TEST_CASE("Hardswish, Hardsigmoid and SiLU export as HardSwish, HardSigmoid(1/6, 1/2) and Sigmoid * x") {
+  nn::Sequential<float> net;
+  net.add("a", std::make_shared<nn::Hardswish<float>>());
+  net.add("b", std::make_shared<nn::Hardsigmoid<float>>());
+  net.add("c", std::make_shared<nn::SiLU<float>>());
+  const auto m17 = io::to_onnx(net, {.input_shape = {2, 4, 4}});
+  CHECK(op_counts(m17) == std::map<std::string, int>{{"HardSwish", 1}, {"HardSigmoid", 1}, {"Sigmoid", 1}, {"Mul", 1}});
+  const auto& hs = m17.graph().node(1);
+  REQUIRE(hs.attribute_size() == 2);
+  CHECK(hs.attribute(0).f() == Approx(1.0 / 6));
+  CHECK(hs.attribute(1).f() == 0.5f);
+  const auto m13 = io::to_onnx(net, {.input_shape = {2, 4, 4}, .opset = 13});  // HardSwish is opset 14
+  CHECK(op_counts(m13) == std::map<std::string, int>{{"HardSigmoid", 2}, {"Sigmoid", 1}, {"Mul", 2}});
+}
+
 TEST_CASE("An unsupported module is an error naming its path and type, and no file is written") {
   auto block = std::make_shared<nn::Sequential<float>>();
   block->add("conv", std::make_shared<nn::Conv2d<float>>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 4}));
@@ -225,6 +240,21 @@ TEST_CASE("Export the ONNX Runtime comparison set", "[.onnx-export]") {
   seq->add("drop", std::make_shared<nn::Dropout<float>>(0.5));
   seq->add("fc", std::make_shared<nn::Linear<float>>(nn::LinearOptions{32, 4}));
   cases.push_back(export_case("sequential-avgpool", *seq, {3, 8, 8}, dir, 1e-5, {.fold_batchnorm = true}));
+  // nn/activations.hpp; Hardswish as HardSwish (opset 17) and as x * HardSigmoid(x) (opset 13).
+  auto act = std::make_shared<nn::Sequential<float>>();
+  act->add("conv", std::make_shared<nn::Conv2d<float>>(nn::Conv2dOptions{.in_channels = 3, .out_channels = 8, .kernel_size = 3, .padding = 1}));
+  act->add("hswish", std::make_shared<nn::Hardswish<float>>());
+  act->add("conv2", std::make_shared<nn::Conv2d<float>>(nn::Conv2dOptions{.in_channels = 8, .out_channels = 8, .kernel_size = 3, .padding = 1}));
+  act->add("silu", std::make_shared<nn::SiLU<float>>());
+  act->add("conv3", std::make_shared<nn::Conv2d<float>>(nn::Conv2dOptions{.in_channels = 8, .out_channels = 8, .kernel_size = 3, .padding = 1}));
+  act->add("hsig", std::make_shared<nn::Hardsigmoid<float>>());
+  act->add("pool", std::make_shared<nn::AdaptiveAvgPool2d<float>>(1));
+  act->add("flatten", std::make_shared<nn::Flatten<float>>());
+  act->add("fc", std::make_shared<nn::Linear<float>>(nn::LinearOptions{8, 4}));
+  Rng wr(9);  // default init gives tiny activations; spread the conv weights so the kinks matter
+  for (auto& p : act->parameters()) wr.fill_normal(p->value, p->numel, 0.0, 1.0);
+  cases.push_back(export_case("activations", *act, {3, 8, 8}, dir, 5e-5));
+  cases.push_back(export_case("activations-opset13", *act, {3, 8, 8}, dir, 5e-5, {.opset = 13}));
   std::ofstream(dir / "cases.json") << cases.dump(1);
-  CHECK(cases.size() == 6);
+  CHECK(cases.size() == 8);
 }

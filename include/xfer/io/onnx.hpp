@@ -5,7 +5,8 @@
 // The one thing to know: the exporter walks the module tree by known types and registered child
 // names (the forward order of each container is known here, not discovered by tracing), so it
 // covers exactly: ResNet (BasicBlock, downsample), VGG (incl. the CIFAR head), Sequential (conv4)
-// of Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d, Flatten, Linear and Dropout. Any
+// of Conv2d, BatchNorm2d, ReLU, Hardsigmoid, Hardswish, SiLU, MaxPool2d, AdaptiveAvgPool2d,
+// Flatten, Linear and Dropout. Any
 // other module is an xfer::Error naming its path and type, and no file is written. BatchNorm2d
 // becomes BatchNormalization with the running statistics (eval form) by default;
 // {.fold_batchnorm = true} folds it into the preceding Conv2d instead. The batch dimension is the
@@ -32,6 +33,7 @@
 #include "xfer/io/atomic_file.hpp"
 #include "xfer/models/resnet.hpp"
 #include "xfer/models/vgg.hpp"
+#include "xfer/nn/activations.hpp"
 #include "xfer/nn/batchnorm.hpp"
 #include "xfer/nn/conv2d.hpp"
 #include "xfer/nn/dropout.hpp"
@@ -74,7 +76,7 @@ class OnnxBuilder {
     OnnxValue x{opt_.input_name, Shape(s.begin(), s.end())};
     used_.insert({x.name, 1});
     OnnxValue y = module(model, "", x);
-    XFER_CHECK(y.name != x.name, "save_onnx: the model ", model.label(), " has no layer to export");
+    XFER_CHECK(y.name != x.name, "save_onnx: the model ", model.type_name(), " has no layer to export");
     for (auto& node : *graph_.mutable_node())  // the last node's output becomes the graph output
       for (auto& out : *node.mutable_output())
         if (out == y.name) out = opt_.output_name;
@@ -104,7 +106,7 @@ class OnnxBuilder {
       onnx::shape_inference::InferShapes(m, onnx::OpSchemaRegistry::Instance(), sio);
       m.mutable_graph()->clear_value_info();
     } catch (const std::exception& e) {
-      throw Error(xfer::detail::concat("save_onnx: the ONNX checker rejected the graph of ", model.label(), ": ", e.what()));
+      throw Error(xfer::detail::concat("save_onnx: the ONNX checker rejected the graph of ", model.type_name(), ": ", e.what()));
     }
     return m;
   }
@@ -137,7 +139,7 @@ class OnnxBuilder {
     throw Error(xfer::detail::concat(
         "save_onnx: module '", path.empty() ? "<root>" : path, "' of type ", m.type_name(), "(", m.extra_repr(),
         ") is not supported by the ONNX exporter (known: ResNet, BasicBlock, VGG, Sequential, Conv2d, BatchNorm2d, ReLU, "
-        "MaxPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout)"));
+        "Hardsigmoid, Hardswish, SiLU, MaxPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout)"));
   }
 
   OnnxValue module(nn::Module<float>& m, const std::string& path, OnnxValue x) {
@@ -158,12 +160,35 @@ class OnnxBuilder {
     if (auto* c = dynamic_cast<nn::Conv2d<float>*>(&m)) return conv(*c, path, x);
     if (auto* b = dynamic_cast<nn::BatchNorm2d<float>*>(&m)) return batchnorm(*b, path, x);
     if (dynamic_cast<nn::ReLU<float>*>(&m)) return node("Relu", path, {x.name}, x.shape);
+    if (dynamic_cast<nn::Hardsigmoid<float>*>(&m)) return hardsigmoid(path, x);
+    if (dynamic_cast<nn::Hardswish<float>*>(&m)) {
+      if (opt_.opset >= 14) return node("HardSwish", path, {x.name}, x.shape);
+      const OnnxValue g = hardsigmoid(path + ".gate", x);  // before opset 14: x * hardsigmoid(x)
+      return node("Mul", path, {x.name, g.name}, x.shape);
+    }
+    if (dynamic_cast<nn::SiLU<float>*>(&m)) {  // ONNX has no SiLU op: x * sigmoid(x)
+      const OnnxValue g = node("Sigmoid", path + ".gate", {x.name}, x.shape);
+      return node("Mul", path, {x.name, g.name}, x.shape);
+    }
     if (auto* p = dynamic_cast<nn::MaxPool2d<float>*>(&m)) return maxpool(*p, path, x);
     if (auto* p = dynamic_cast<nn::AdaptiveAvgPool2d<float>*>(&m)) return avgpool(*p, path, x);
     if (dynamic_cast<nn::Flatten<float>*>(&m)) return flatten(path, x);
     if (auto* l = dynamic_cast<nn::Linear<float>*>(&m)) return linear(*l, path, x);
     if (dynamic_cast<nn::Dropout<float>*>(&m)) return x;  // identity at inference
     unsupported(m, path);
+  }
+
+  // torch's hardsigmoid is relu6(x + 3) / 6: ONNX HardSigmoid with alpha 1/6 (its default is 0.2).
+  OnnxValue hardsigmoid(const std::string& path, const OnnxValue& x) {
+    OnnxValue y = node("HardSigmoid", path, {x.name}, x.shape);
+    auto& n = graph_.mutable_node()->at(graph_.node_size() - 1);
+    for (auto [name, v] : {std::pair<const char*, float>{"alpha", 1.f / 6.f}, {"beta", 0.5f}}) {
+      auto* a = n.add_attribute();
+      a->set_name(name);
+      a->set_type(onnx::AttributeProto::FLOAT);
+      a->set_f(v);
+    }
+    return y;
   }
 
   // relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut = downsample or identity.
