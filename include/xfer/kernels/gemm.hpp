@@ -54,6 +54,10 @@ struct GenericGemm : PortablePacking<generic::kMR, generic::kNR> {
   static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
     generic::micro_kernel_4x16(kc, a, b, c, ldc, first);
   }
+  // All micro-tiles of a packed block (mcp x ncp), in one call compiled for this ISA.
+  static void block(int64_t kc, const float* a, const float* b, float* c, int64_t mcp, int64_t ncp, bool first) {
+    generic::micro_block(kc, a, b, c, mcp, ncp, first);
+  }
 };
 
 #if XFER_HAVE_AVX2_KERNELS
@@ -61,6 +65,10 @@ struct Avx2Gemm : PortablePacking<avx2::kMR, avx2::kNR> {
   static constexpr Isa isa = Isa::avx2;
   static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
     avx2::micro_kernel_6x16(kc, a, b, c, ldc, first);
+  }
+  // All micro-tiles of a packed block (mcp x ncp), in one call compiled for this ISA.
+  static void block(int64_t kc, const float* a, const float* b, float* c, int64_t mcp, int64_t ncp, bool first) {
+    avx2::micro_block(kc, a, b, c, mcp, ncp, first);
   }
   static void pack_im2col_t(const Conv2dGeometry& g, const float* x, int64_t r0, int64_t rc, int64_t c0, int64_t nc, float* out) {
     avx2::pack_im2col_t_b(g, x, r0, rc, c0, nc, out);
@@ -73,6 +81,10 @@ struct Avx512Gemm : PortablePacking<avx512::kMR, avx512::kNR> {
   static constexpr Isa isa = Isa::avx512;
   static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool first) {
     avx512::micro_kernel_8x32(kc, a, b, c, ldc, first);
+  }
+  // All micro-tiles of a packed block (mcp x ncp), in one call compiled for this ISA.
+  static void block(int64_t kc, const float* a, const float* b, float* c, int64_t mcp, int64_t ncp, bool first) {
+    avx512::micro_block(kc, a, b, c, mcp, ncp, first);
   }
   static void pack_a(const View<const float>& A, int64_t r0, int64_t mc, int64_t k0, int64_t kc, float* out) {
     avx512::pack_a(A, r0, mc, k0, kc, out);
@@ -178,8 +190,7 @@ void gemm_tile(int64_t K, const View<const float>& A, const float* a_packed, int
     else
       Kern::pack_a(A, r0, mc, k0, kc, ap);
     pack_B(k0, kc, c0, nc, bp);
-    for (int64_t jp = 0; jp < ncp; jp += kNR)
-      for (int64_t ip = 0; ip < mcp; ip += kMR) Kern::micro(kc, a + ip * kc, bp + jp * kc, cp + ip * ncp + jp, ncp, k0 == 0);
+    Kern::block(kc, a, bp, cp, mcp, ncp, k0 == 0);
   }
   store_tile(cp, ncp, C, r0, mc, c0, nc, ep);
 }

@@ -45,6 +45,13 @@ XFER_TARGET_AVX512 inline void micro_kernel_8x32(int64_t kc, const float* __rest
   }
 }
 
+// Every micro-tile of one packed block, compiled for AVX-512 so the micro-kernel inlines (see avx2::micro_block).
+XFER_TARGET_AVX512 inline void micro_block(int64_t kc, const float* a, const float* b, float* c, int64_t mcp, int64_t ncp,
+                                           bool first) {
+  for (int64_t jp = 0; jp < ncp; jp += kNR)
+    for (int64_t ip = 0; ip < mcp; ip += kMR) micro_kernel_8x32(kc, a + ip * kc, b + jp * kc, c + ip * ncp + jp, ncp, first);
+}
+
 // Packs rows [r0, r0+mc) x cols [k0, k0+kc) of A into 8-row panels (k-major), zero padded:
 // row-major sources through 8x8 transposes, everything else through the portable packer.
 XFER_TARGET_AVX512 inline void pack_a(const View<const float>& A, int64_t r0, int64_t mc, int64_t k0, int64_t kc, float* out) {

@@ -22,4 +22,10 @@ inline void micro_kernel_4x16(int64_t kc, const float* __restrict a, const float
     for (int64_t j = 0; j < kNR; ++j) c[i * ldc + j] = first ? acc[i][j] : c[i * ldc + j] + acc[i][j];
 }
 
+// Every micro-tile of one packed block (see avx2::micro_block).
+inline void micro_block(int64_t kc, const float* a, const float* b, float* c, int64_t mcp, int64_t ncp, bool first) {
+  for (int64_t jp = 0; jp < ncp; jp += kNR)
+    for (int64_t ip = 0; ip < mcp; ip += kMR) micro_kernel_4x16(kc, a + ip * kc, b + jp * kc, c + ip * ncp + jp, ncp, first);
+}
+
 }  // namespace xfer::kernels::detail::generic
