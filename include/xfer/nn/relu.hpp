@@ -1,6 +1,5 @@
 // ReLU: y = max(x, 0). Backward uses the output's sign, so the input need not be kept.
-// A Conv2d paired with this layer (Conv2d::fold_into) may apply it in its own epilogue while its
-// BatchNorm is folded; it then announces its output here and this layer passes it through.
+// (After a conv + BN, nn::ConvBnAct applies it inside the unit; this layer then does not run.)
 #pragma once
 
 #include "xfer/core/parallel.hpp"
@@ -13,17 +12,8 @@ class ReLU : public Module<T> {
  public:
   std::string type_name() const override { return "ReLU"; }
 
- // Set by the paired convolution: its output `y` is already rectified.
-  void set_fused_input(const Tensor<T>* y) { fused_input_ = y; }
-
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
-    const bool fused = fused_input_ == &x;
-    fused_input_ = nullptr;  // one forward only: the producer announces every time
-    if (fused) {
-      out_ = &x;
-      return x;
-    }
     y_.resize(x.shape());
     const int64_t n = x.numel();
     const T* a = x.data();
@@ -50,8 +40,7 @@ class ReLU : public Module<T> {
 
  private:
   Tensor<T> y_, dx_;
-  const Tensor<T>* out_ = nullptr;          // the last output: y_, or the fused input passed through
-  const Tensor<T>* fused_input_ = nullptr;  // see set_fused_input()
+  const Tensor<T>* out_ = nullptr;  // the last output
 };
 
 }  // namespace xfer::nn
