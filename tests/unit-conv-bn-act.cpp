@@ -144,21 +144,21 @@ int compare_all(double tol, double* worst) {
 
 }  // namespace
 
-TEST_CASE("ConvBnAct matches the unfused conv -> BN -> (+residual) -> ReLU chain in double: output and every gradient") {
+TEST_CASE("ConvBnAct equals the unfused layers in double: output and every gradient") {
   double worst = 0;
   // 16 cases with 6 or 7 tensors (8 with conv bias) + downsample (6) + stem (6).
   CHECK(compare_all<double>(1e-13, &worst) == 8 * 6 + 8 * 7 + 6 + 6);
   std::cout << "ConvBnAct vs unfused, double: worst rel err " << worst << "\n";
 }
 
-TEST_CASE("ConvBnAct matches the unfused chain in float on every ISA path (folded epilogue included)") {
+TEST_CASE("ConvBnAct equals the unfused layers in float on every ISA path") {
   double worst = 0;
   const int isas = test::for_each_isa([&] { CHECK(compare_all<float>(5e-5, &worst) == 8 * 6 + 8 * 7 + 6 + 6); });
   CHECK(isas >= 1);
   std::cout << "ConvBnAct vs unfused, float over " << isas << " ISA paths: worst rel err " << worst << "\n";
 }
 
-TEST_CASE("ConvBnAct folds from BN's explicit state, never from trainable flags") {
+TEST_CASE("ConvBnAct folds from the explicit BN state, never from trainable flags") {
   Rng rng(3);
   nn::Conv2d<double> conv({2, 3, 3, 1, 1, false}, rng);
   nn::BatchNorm2d<double> bn(3);

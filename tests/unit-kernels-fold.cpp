@@ -89,7 +89,7 @@ int compare_grads(models::Model<float>& f, models::Model<float>& p, double tol, 
 
 }  // namespace
 
-TEST_CASE("prepare_inference folds BN into convs: same logits and gradients as the unfolded model, never stale") {
+TEST_CASE("prepare_inference folds BN into convs: same logits and gradients as unfolded, never stale") {
   for (const std::string name : {"resnet18", "resnet18-cifar", "vgg11-cifar"}) {
     INFO(name);
     auto folded = models::create<float>(name, {.num_classes = 10, .seed = 5});
@@ -179,7 +179,7 @@ TEST_CASE("frozen BN under trainable convolutions: the fused conv+BN+residual+Re
   CHECK(compare_grads(*fused, *plain, 1e-3, 1.0, &worst) == 22);  // 20 conv weights + fc weight and bias
 }
 
-TEST_CASE("frozen BN statistics with learning affine parameters (--freeze-bn-stats): folded units give every gradient") {
+TEST_CASE("Frozen BN statistics, learning affine parameters: folded units give every gradient") {
   // Fine-tuning everything with BN statistics fixed: every unit folds and its backward gives the
   // conv weights', BN gammas' and betas' gradients from the fused output alone.
   auto [fused, plain] = twin_resnet18(10, 14);

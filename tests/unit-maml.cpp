@@ -265,7 +265,7 @@ TEST_CASE("Frozen parameters are neither adapted nor given a meta-gradient; the 
   }
 }
 
-TEST_CASE("MAML through conv-BN-ReLU units (Sequential::fuse) gives PyTorch's meta-gradients, as the plain layers do") {
+TEST_CASE("MAML through fused conv-BN-ReLU units gives the meta-gradients of the plain layers") {
   int compared = 0;
   for (const char* name : {"maml_1step_second_order", "maml_3step_second_order", "maml_3step_first_order"}) {
     INFO(name);
@@ -308,7 +308,7 @@ struct FlagProbe : Module<double> {
 };
 }  // namespace
 
-TEST_CASE("MAML masks gradients with its own mask: the user's trainable flags hold during and after adapt()") {
+TEST_CASE("MAML masks gradients with its own mask: user trainable flags hold during and after adapt") {
   for (bool anil : {true, false}) {
     INFO((anil ? "ANIL (adapt the head only)" : "adapt everything"));
     auto net = small_net<double>(true);
