@@ -145,15 +145,7 @@ class BatchNorm2d : public Module<T> {
       if (batch_stats_) {
         // Two passes in double: exact enough for float inputs with large means.
         // Per plane in T (vectorised), across planes in double.
-        double s = 0;
-        for (int64_t n = 0; n < N; ++n) {
-          const T* p = xd + (n * C + c) * P;
-          T ps = 0;
-#pragma omp simd reduction(+ : ps)
-          for (int64_t i = 0; i < P; ++i) ps += p[i];
-          s += ps;
-        }
-        mean = s / static_cast<double>(M);
+        mean = detail::channel_sum(xd, N, C, P, c) / static_cast<double>(M);
         double ss = 0;
         const T mt = static_cast<T>(mean);
         for (int64_t n = 0; n < N; ++n) {

@@ -26,6 +26,7 @@
 #include "xfer/kernels/conv2d.hpp"
 #include "xfer/nn/batchnorm.hpp"
 #include "xfer/nn/conv2d.hpp"
+#include "xfer/nn/relu.hpp"
 
 namespace xfer::nn {
 
@@ -92,13 +93,7 @@ class ConvBnAct {
                shape_str(dy.shape()), ", expected ", shape_str(out_->shape()));
     const Tensor<T>* g = &dy;
     if (opt_.relu) {
-      dpre_.resize(dy.shape());
-      const int64_t n = dy.numel();
-      const T* d = dy.data();
-      const T* y = out_->data();
-      T* o = dpre_.data();
-      XFER_OMP_FOR(n)
-      for (int64_t i = 0; i < n; ++i) o[i] = y[i] > T(0) ? d[i] : T(0);
+      detail::relu_backward(*out_, dy, dpre_);
       g = &dpre_;
     }
     gpre_ = g;
@@ -163,17 +158,7 @@ class ConvBnAct {
     if (db || dgamma || dbeta) {
       sum_.assign(static_cast<size_t>(O), 0.0);
       XFER_OMP_FOR(N * O * P)
-      for (int64_t o = 0; o < O; ++o) {
-        double s = 0;
-        for (int64_t n = 0; n < N; ++n) {
-          const T* p = gd + (n * O + o) * P;
-          T ps = 0;
-#pragma omp simd reduction(+ : ps)
-          for (int64_t i = 0; i < P; ++i) ps += p[i];
-          s += ps;
-        }
-        sum_[static_cast<size_t>(o)] = s;
-      }
+      for (int64_t o = 0; o < O; ++o) sum_[static_cast<size_t>(o)] = detail::channel_sum(gd, N, O, P, o);
     }
     if (dw || dgamma) {
       wg_.assign(static_cast<size_t>(O * K), T(0));

@@ -7,6 +7,20 @@
 
 namespace xfer::nn {
 
+namespace detail {
+// dx = dy where the ReLU's output y is positive, else 0 (shapes equal; dx is resized).
+template <class T>
+void relu_backward(const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>& dx) {
+  dx.resize(dy.shape());
+  const int64_t n = dy.numel();
+  const T* g = dy.data();
+  const T* o = y.data();
+  T* d = dx.data();
+  XFER_OMP_FOR(n)
+  for (int64_t i = 0; i < n; ++i) d[i] = o[i] > T(0) ? g[i] : T(0);
+}
+}  // namespace detail
+
 template <class T>
 class ReLU : public Module<T> {
  public:
@@ -28,13 +42,7 @@ class ReLU : public Module<T> {
     XFER_CHECK(out_ != nullptr, this->label(), ": backward called before forward");
     XFER_CHECK(dy.shape() == out_->shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
                ", expected ", shape_str(out_->shape()));
-    dx_.resize(dy.shape());
-    const int64_t n = dy.numel();
-    const T* g = dy.data();
-    const T* y = out_->data();
-    T* d = dx_.data();
-    XFER_OMP_FOR(n)
-    for (int64_t i = 0; i < n; ++i) d[i] = y[i] > T(0) ? g[i] : T(0);
+    detail::relu_backward(*out_, dy, dx_);
     return dx_;
   }
 
