@@ -2,7 +2,7 @@
 // classes and tested on 600 (--episodes) fixed episodes of other classes, reported as accuracy ± 95% CI.
 //
 //   --method maml | mamlpp | anil | protonet | baseline | baselinepp
-//     maml      MAML (first order unless --second-order), BatchNorm with batch statistics (transductive)
+//     maml      MAML (first order unless --order second), BatchNorm with batch statistics (transductive)
 //     mamlpp    MAML++: multi-step loss (annealed over the first 10%), learned per-layer per-step inner
 //               rates, per-step BN statistics, first order for the first third then second order,
 //               cosine meta learning rate
@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
   int64_t iterations = 1000;
   double budget = 0, inner_lr = 0.01, outer_lr = 1e-3, finetune_lr = 0.01;
   uint64_t seed = 1;
-  bool second_order = false, json = false;
+  std::string order = "first";
+  bool json = false;
   app.add_option("--method", method, "maml, mamlpp, anil, protonet, baseline or baselinepp")
       ->check(CLI::IsMember({"maml", "mamlpp", "anil", "protonet", "baseline", "baselinepp"}));
   app.add_option("--data", data_root, "ImageFolder root of the meta-train classes");
@@ -99,7 +100,8 @@ int main(int argc, char** argv) {
   app.add_option("--finetune-lr", finetune_lr, "Adam learning rate of the baselines' new classifier");
   app.add_option("--seed", seed, "Seed of initialisation and training episodes (test episodes are fixed)");
   app.add_option("--threads", threads, "OpenMP threads")->check(CLI::PositiveNumber);
-  app.add_flag("--second-order", second_order, "Second-order MAML/ANIL (2 extra passes per inner step)");
+  app.add_option("--order", order, "MAML/ANIL derivative order: first | second (2 extra passes per inner step)")
+      ->check(CLI::IsMember({"first", "second"}));
   app.add_flag("--json", json, "Print a JSON summary as the last line");
   CLI11_PARSE(app, argc, argv);
 
@@ -173,7 +175,7 @@ int main(int argc, char** argv) {
                    r.summary(), ")");
       if (!json) std::printf("loaded %zu tensors from %s\n", r.loaded.size(), weights.c_str());
     }
-    meta::MAMLOptions<float> mopt{.inner_lr = inner_lr, .inner_steps = inner_steps, .first_order = !second_order};
+    meta::MAMLOptions<float> mopt{.inner_lr = inner_lr, .inner_steps = inner_steps, .first_order = order == "first"};
     if (method == "anil") mopt.adapt = nn::Selector("fc");
     if (method == "mamlpp")
       mopt = {.inner_lr = inner_lr, .inner_steps = inner_steps, .first_order = false, .multi_step_loss = true,

@@ -212,9 +212,6 @@ int run(const Config& c) {
       best_val_acc = va.accuracy;
       if (rank == 0) io::save_model(*net, info, best.string(), {{"epoch", std::to_string(epoch)}, {"val_acc", std::to_string(va.accuracy)}});
     }
-    // Fault injection for the crash-during-checkpoint test: die between writing and renaming.
-    if (const char* crash = std::getenv("XFER_TEST_CRASH_IN_CHECKPOINT"); crash && std::atoi(crash) == epoch)
-      io::detail::checkpoint_before_rename_hook() = [] { std::_Exit(137); };
     nlohmann::json state = {{"epoch", epoch}, {"history", history}, {"best_val_acc", best_val_acc},
                             {"plateau", plateau.state()}, {"seed", c.seed}, {"model", c.model}};
     if (rank == 0) io::save_checkpoint(last.string(), *net, opt.get(), state, {io::model_info_entry(info)});

@@ -5,7 +5,7 @@
 // on the same task stream, Adam 1e-3), then fine-tuned the same way (SGD, alpha = 0.01).
 // Reports the MSE on 1,000 new tasks (100 query points each) before adaptation and after 1 and 10
 // steps, with 95% confidence intervals.
-//   maml_sinusoid --iterations 70000 [--first-order] [--seed 1] [--json]
+//   maml_sinusoid --iterations 70000 [--order first|second] [--seed 1] [--json]
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <xfer/optim/adam.hpp>
@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
   int iterations = 70000, meta_batch = 25, k = 10, eval_tasks = 1000, threads = 1;
   double alpha = 0.01, outer_lr = 1e-3;
   uint64_t seed = 1;
-  bool first_order = false, json = false;
+  std::string order = "second";
+  bool json = false;
   app.add_option("--iterations", iterations, "Meta-training iterations (the paper: 70000)")->check(CLI::NonNegativeNumber);
   app.add_option("--meta-batch", meta_batch, "Tasks per meta-update")->check(CLI::PositiveNumber);
   app.add_option("--shots", k, "K support (and query) points per task")->check(CLI::PositiveNumber);
@@ -98,7 +99,8 @@ int main(int argc, char** argv) {
   app.add_option("--eval-tasks", eval_tasks, "New tasks for the evaluation")->check(CLI::Range(2, 1000000));
   app.add_option("--seed", seed, "Seed of initialisation, training tasks and evaluation tasks");
   app.add_option("--threads", threads, "OpenMP threads (tiny matrices: 1 is fastest)")->check(CLI::PositiveNumber);
-  app.add_flag("--first-order", first_order, "First-order MAML (drop the Hessian term)");
+  app.add_option("--order", order, "MAML derivative order: second (exact) | first (drop the Hessian term)")
+      ->check(CLI::IsMember({"first", "second"}));
   app.add_flag("--json", json, "Print a JSON summary as the last line");
   CLI11_PARSE(app, argc, argv);
 
@@ -107,6 +109,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     // --- MAML ---
     auto net = mlp(seed);
+    const bool first_order = order == "first";
     meta::MAML<double> maml(*net, {.inner_lr = alpha, .inner_steps = 1, .first_order = first_order});
     optim::Adam<double> opt(maml.parameters(), {.lr = outer_lr});
     Rng rng(seed * 7919 + 1);

@@ -97,8 +97,12 @@ TEST_CASE("A crash while writing a checkpoint keeps the previous one, and --resu
   if (!fs::exists(data)) make_cifar_dir();
   const std::string args = "--data " + data.string() + " --epochs 2 --freeze-epochs 0 --batch 32 --seed 4 --out " +
                            (kRoot / "crash").string();
-  auto crashed = finetune(args, "XFER_TEST_CRASH_IN_CHECKPOINT=2");
-  CHECK(crashed.status == 137);
+  // Killed between writing epoch 2's checkpoint and renaming it over epoch 1's (tests/crash_on_rename.cpp).
+  auto crashed = finetune(args, "LD_PRELOAD=" CRASH_ON_RENAME_LIB " XFER_TEST_CRASH_ON_RENAME=last.safetensors:2");
+  INFO(crashed.output);
+  REQUIRE(crashed.status == 137);
+  CHECK(crashed.output.find("crash_on_rename: killing the process before rename #2") != std::string::npos);
+  CHECK(crashed.output.find("epoch  2/2") != std::string::npos);  // it died after finishing epoch 2
   // Epoch 1's checkpoint is intact and loads; epoch 2's never replaced it.
   auto net = models::resnet18<float>({.num_classes = 10});
   auto st = io::load_checkpoint((kRoot / "crash" / "last.safetensors").string(), *net, static_cast<optim::Optimizer<float>*>(nullptr));

@@ -35,5 +35,5 @@ if(XFER_BUILD_EXAMPLES)
   xfer_program_test(maml_sinusoid "mse_1step<mse_pre;mse_10step<mse_1step;mse_1step<baseline_1step"
     $<TARGET_FILE:maml_sinusoid> ${args})
   xfer_program_test(maml_sinusoid-first-order "mse_1step<mse_pre;mse_10step<mse_1step"
-    $<TARGET_FILE:maml_sinusoid> --first-order ${args})
+    $<TARGET_FILE:maml_sinusoid> --order first ${args})
 endif()

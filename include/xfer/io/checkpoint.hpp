@@ -24,14 +24,6 @@ namespace xfer::io {
 inline constexpr const char* kCheckpointMetaKey = "xfer.checkpoint";
 inline constexpr const char* kOptimizerPrefix = "optimizer.";
 
-namespace detail {
-// Test hook: called after the temp file is complete and before the rename (fault injection).
-inline std::function<void()>& checkpoint_before_rename_hook() {
-  static std::function<void()> hook;
-  return hook;
-}
-}  // namespace detail
-
 // Options for load_safetensors that read only the model part of a checkpoint.
 inline LoadOptions checkpoint_weights_options(LoadOptions base = {}) {
   auto prev = base.remap;
@@ -56,16 +48,6 @@ void save_checkpoint(const std::string& path, nn::Module<T>& model, const optim:
   std::map<std::string, std::string> meta = std::move(extra_metadata);  // e.g. io::model_info_entry(info)
   meta["format"] = "pt";
   meta[kCheckpointMetaKey] = doc.dump();
-  if (auto& hook = detail::checkpoint_before_rename_hook()) {
-    // Write the temp file ourselves so the hook can interrupt between write and rename.
-    const std::string tmp = path + ".partial";
-    write_safetensors(tmp, views, meta);
-    hook();
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    XFER_CHECK(!ec, "save_checkpoint '", path, "': rename failed (", ec.message(), ")");
-    return;
-  }
   write_safetensors(path, views, meta);
 }
 
