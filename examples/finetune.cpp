@@ -6,10 +6,14 @@
 //
 // Validation is the held-out split by file name (--val-fraction, --split-seed), the same images
 // pretrain leaves out. Writes OUT/best.safetensors (loadable by `predict` alone), last.safetensors,
-// metrics.csv, curves.svg, confusion.csv, confusion.svg and predictions.csv (file, label, predicted).
+// metrics.csv, curves.svg, confusion.csv, confusion.svg and predictions.csv (file, label, predicted);
+// with --onnx OUT.onnx also the best model as ONNX (io/onnx.hpp).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <xfer/xfer.hpp>
+#if XFER_WITH_ONNX
+#include <xfer/io/onnx.hpp>
+#endif
 
 #include <cstdio>
 #include <iostream>
@@ -17,7 +21,7 @@
 using namespace xfer;
 
 struct Config {
-  std::string data, classes, weights, preset, model = "resnet18", out = "runs/finetune";
+  std::string data, classes, weights, preset, model = "resnet18", out = "runs/finetune", onnx;
   int64_t labels_per_class = 0, batch = 64, image_size = 0;
   int epochs = 30, freeze_epochs = 5, threads = 0;
   double lr = 1e-3, unfreeze_lr = 1e-4, weight_decay = 1e-4, val_fraction = 0.1;
@@ -26,6 +30,9 @@ struct Config {
 };
 
 int run(const Config& c) {
+#if !XFER_WITH_ONNX
+  XFER_CHECK(c.onnx.empty(), "--onnx: this finetune was built without ONNX (Debian: apt-get install libonnx-dev, then rebuild)");
+#endif
   if (c.threads > 0) set_num_threads(c.threads);
   else threads_from_env();
   std::string preset = c.preset;
@@ -70,6 +77,14 @@ int run(const Config& c) {
     csv += sel.folder->path(sel.val[i]).string() + "," + names[static_cast<size_t>(sel.folder->label(sel.val[i]))] + "," +
            names[static_cast<size_t>(r.report.predictions[i])] + "\n";
   io::write_file_atomic(std::filesystem::path(c.out) / "predictions.csv", csv);
+#if XFER_WITH_ONNX
+  if (!c.onnx.empty()) {  // the best weights are in `net` (train::finetune leaves them there)
+    net->eval();
+    io::save_onnx(*net, c.onnx, {.input_shape = {3, p.image_size, p.image_size}});
+    std::printf("onnx %s: best model (epoch %d), input [N, 3, %lld, %lld]\n", c.onnx.c_str(), r.best_epoch,
+                static_cast<long long>(p.image_size), static_cast<long long>(p.image_size));
+  }
+#endif
   if (c.json)
     std::cout << nlohmann::json{{"best_val_acc", r.best_val_acc}, {"best_epoch", r.best_epoch},
                                 {"report", train::to_json(r.report)}, {"seconds", r.seconds}}
@@ -101,6 +116,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", c.seed, "Seed (labelled subset, shuffling, augmentation, initialisation)");
   app.add_option("--threads", c.threads, "OpenMP threads (default: all cores or XFER_NUM_THREADS)");
   app.add_option("--out", c.out, "Output directory");
+  app.add_option("--onnx", c.onnx, "Also export the best model to this ONNX file");
   app.add_flag("!--no-augment", c.augment, "Train with the eval transforms only");
   app.add_flag("!--no-progress", c.progress, "No progress bar");
   app.add_flag("--json", c.json, "Print a JSON summary as the last line");

@@ -8,6 +8,7 @@
 #include "xfer/core/parallel.hpp"
 #include "xfer/core/rng.hpp"
 #include "xfer/core/tensor.hpp"
+#include "xfer/nn/activations.hpp"
 #include "xfer/nn/batchnorm.hpp"
 #include "xfer/nn/chain.hpp"
 #include "xfer/nn/conv2d.hpp"

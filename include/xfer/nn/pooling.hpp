@@ -30,6 +30,7 @@ class MaxPool2d : public Module<T> {
   std::string extra_repr() const override {
     return xfer::detail::concat("kernel=", opt_.kernel_size, ", stride=", opt_.stride, ", padding=", opt_.padding);
   }
+  const MaxPool2dOptions& options() const { return opt_; }
 
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
@@ -87,6 +88,7 @@ class AdaptiveAvgPool2d : public Module<T> {
   explicit AdaptiveAvgPool2d(int64_t size) : AdaptiveAvgPool2d(AdaptiveAvgPool2dOptions{size, size}) {}
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
   std::string extra_repr() const override { return xfer::detail::concat(opt_.output_height, "x", opt_.output_width); }
+  const AdaptiveAvgPool2dOptions& options() const { return opt_; }
 
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
