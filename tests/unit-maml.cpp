@@ -24,8 +24,9 @@ const json& fixture() {
 }
 
 // conv-BN-ReLU-pool twice, then linear: the layout gen_maml.py builds in torch.
+// fused: the conv-BN-ReLU triples run as nn::ConvBnAct units (Sequential::fuse), same names.
 template <class T>
-std::shared_ptr<Sequential<T>> small_net() {
+std::shared_ptr<Sequential<T>> small_net(bool fused = false) {
   auto s = std::make_shared<Sequential<T>>();
   s->template emplace_back<Conv2d<T>>(Conv2dOptions{.in_channels = 1, .out_channels = 4, .kernel_size = 3, .padding = 1});
   s->template emplace_back<BatchNorm2d<T>>(4);
@@ -37,6 +38,10 @@ std::shared_ptr<Sequential<T>> small_net() {
   s->template emplace_back<MaxPool2d<T>>(MaxPool2dOptions{.kernel_size = 2});
   s->template emplace_back<Flatten<T>>();
   s->template emplace_back<Linear<T>>(LinearOptions{.in_features = 16, .out_features = 3});
+  if (fused) {
+    s->fuse(0);
+    s->fuse(4);
+  }
   s->flatten_parameters();
   for (auto& np : s->arena().params) {
     const auto& v = fixture()["params"][np.name];
@@ -89,8 +94,9 @@ const json& find_case(const std::string& name) {
 }
 
 // Runs one fixture case through meta::MAML and returns the accumulated meta-gradient.
-std::vector<double> run_case(const json& c, double* query_loss = nullptr, std::vector<double>* lr_grad = nullptr) {
-  auto net = small_net<double>();
+std::vector<double> run_case(const json& c, double* query_loss = nullptr, std::vector<double>* lr_grad = nullptr,
+                             bool fused = false) {
+  auto net = small_net<double>(fused);
   auto& arena = net->arena();
   meta::MAMLOptions<double> opt{.inner_steps = c["steps"].get<int>(), .first_order = c["first_order"].get<bool>()};
   if (c.contains("inner_lr")) opt.inner_lr = c["inner_lr"].get<double>();
@@ -256,6 +262,84 @@ TEST_CASE("Frozen parameters are neither adapted nor given a meta-gradient; the 
     } else if (np.name != "4.bias") {  // a conv bias before BatchNorm has an exactly zero gradient
       CHECK(norm > 0);
     }
+  }
+}
+
+TEST_CASE("MAML through fused conv-BN-ReLU units gives the meta-gradients of the plain layers") {
+  int compared = 0;
+  for (const char* name : {"maml_1step_second_order", "maml_3step_second_order", "maml_3step_first_order"}) {
+    INFO(name);
+    const auto& c = find_case(name);
+    auto plain = run_case(c);
+    auto fused = run_case(c, nullptr, nullptr, /*fused=*/true);
+    auto net = small_net<double>(true);
+    REQUIRE(nn::fusion_units(*net).size() == 2);
+    CHECK(rel_error(fused, plain) < 1e-13);  // the same arithmetic (measured 0)
+    CHECK(rel_error(fused, arena_vector(net->arena(), c["meta_grad"])) < 6e-9);
+    ++compared;
+  }
+  CHECK(compared == 3);
+}
+
+namespace {
+// An identity layer that records, at every forward and backward, the trainable and masked flags of
+// every parameter of the model it watches (what a user's layer could observe mid-adapt).
+struct FlagProbe : Module<double> {
+  Module<double>* watched = nullptr;
+  std::vector<std::vector<char>> trainable, masked;
+  std::string type_name() const override { return "FlagProbe"; }
+  void record() {
+    std::vector<char> t, m;
+    for (auto& np : watched->named_parameters()) {
+      t.push_back(np.param->trainable);
+      m.push_back(np.param->masked);
+    }
+    trainable.push_back(std::move(t));
+    masked.push_back(std::move(m));
+  }
+  const Tensor<double>& forward_impl(const Tensor<double>& x) override {
+    record();
+    return x;
+  }
+  const Tensor<double>& backward_impl(const Tensor<double>& dy, bool) override {
+    record();
+    return dy;
+  }
+};
+}  // namespace
+
+TEST_CASE("MAML masks gradients with its own mask: user trainable flags hold during and after adapt") {
+  for (bool anil : {true, false}) {
+    INFO((anil ? "ANIL (adapt the head only)" : "adapt everything"));
+    auto net = small_net<double>(true);
+    auto probe = net->push_back(std::make_shared<FlagProbe>());
+    probe->watched = net.get();
+    net->freeze("4");  // the user's choice: the second conv stays frozen
+    std::vector<char> user;
+    for (auto& np : net->named_parameters()) user.push_back(np.param->trainable);
+    REQUIRE(std::count(user.begin(), user.end(), char(0)) == 2);
+    meta::MAMLOptions<double> opt{.inner_lr = 0.1, .inner_steps = 2};
+    if (anil) opt.adapt = Selector("9");
+    meta::MAML<double> maml(*net, opt);
+    const Task t = task();
+    maml.adapt(t.sx, t.sy);
+    const size_t during_adapt = probe->trainable.size();
+    CHECK(during_adapt == 4);  // 2 inner steps x (forward + backward)
+    maml.zero_grad();
+    maml.accumulate(t.sx, t.sy, t.qx, t.qy);
+    CHECK(probe->trainable.size() > during_adapt + 4);
+    int masked_seen = 0;
+    for (size_t k = 0; k < probe->trainable.size(); ++k) {
+      INFO("record " << k);
+      CHECK(probe->trainable[k] == user);
+      masked_seen += static_cast<int>(std::count(probe->masked[k].begin(), probe->masked[k].end(), char(1)));
+    }
+    // ANIL masks the 8 backbone tensors in every inner step (adapt: 2 steps; accumulate: 2 steps).
+    CHECK(masked_seen == (anil ? 8 * 4 * 2 : 0));
+    for (auto& np : net->named_parameters()) CHECK_FALSE(np.param->masked);
+    std::vector<char> after;
+    for (auto& np : net->named_parameters()) after.push_back(np.param->trainable);
+    CHECK(after == user);
   }
 }
 

@@ -204,12 +204,11 @@ TEST_CASE("VGG-11-BN (double) gradients match torchvision's float64 train step")
 
 namespace {
 
-// Convolutions that apply their BatchNorm themselves right now (the fused path), so the tests below
-// know the fused path is what they compared.
+// Conv + BN units that apply BN in the convolution's epilogue right now (the fused path), so the
+// tests below know the fused path is what they compared.
 int fused_convs(nn::Module<float>& net) {
   int n = 0;
-  for (auto& [name, m] : net.named_modules())
-    if (auto* conv = dynamic_cast<nn::Conv2d<float>*>(m)) n += conv->folds_bn() ? 1 : 0;
+  for (auto* u : nn::fusion_units(net)) n += u->folds() ? 1 : 0;
   return n;
 }
 

@@ -76,7 +76,7 @@ class CosineClassifier : public nn::Module<T> {
                shape_str(dy.shape()), ", expected ", shape_str(y_.shape()));
     const int64_t N = dy.dim(0), D = opt_.in_features, C = opt_.out_features;
     const T s = static_cast<T>(opt_.scale);
-    if (weight_.trainable) {
+    if (weight_.needs_grad()) {
       // d wn_c = s * sum_n dy[n, c] xn_n, then through the normalisation.
       Tensor<T> dwn({C, D}, T(0));
       for (int64_t n = 0; n < N; ++n)

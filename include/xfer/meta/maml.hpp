@@ -256,23 +256,21 @@ class MAML {
     }
   };
 
-  // Unbinds the arena and restores trainable flags when a call ends (also on exceptions).
+  // Unbinds the arena when a call ends (also on exceptions); for the inner steps it also masks the
+  // gradients of the parameters the inner loop does not adapt (Parameter::masked), so backward
+  // stops early (ANIL skips the backbone's backward). The user's trainable flags are never touched.
   struct Restore {
     MAML& m;
-    std::vector<char> saved;
-    Restore(MAML& maml, bool inner) : m(maml) {
+    bool masking = false;
+    Restore(MAML& maml, bool inner) : m(maml), masking(inner) {
       if (!inner) return;
-      // Inner steps only need gradients of adapted parameters: freeze the rest meanwhile, so
-      // backward stops early (ANIL skips the backbone's backward).
-      auto& arena = m.model_.arena();
-      for (auto& np : arena.params) {
-        saved.push_back(np.param->trainable);
-        if (!m.adapted_[static_cast<size_t>(np.param->offset)]) np.param->trainable = false;
-      }
+      for (auto& np : m.model_.arena().params)
+        np.param->masked = !m.adapted_[static_cast<size_t>(np.param->offset)];
     }
     ~Restore() {
       auto& arena = m.model_.arena();
-      for (size_t i = 0; i < saved.size(); ++i) arena.params[i].param->trainable = saved[i];
+      if (masking)
+        for (auto& np : arena.params) np.param->masked = false;
       arena.unbind();
     }
   };

@@ -52,6 +52,7 @@ std::shared_ptr<nn::Sequential<T>> conv4(const Conv4Options& o = {}) {
     block->add("bn", std::make_shared<nn::BatchNorm2d<T>>(o.width));
     block->add("relu", std::make_shared<nn::ReLU<T>>());
     block->add("pool", std::make_shared<nn::MaxPool2d<T>>(nn::MaxPool2dOptions{.kernel_size = 2}));
+    block->fuse(0);  // conv -> bn -> relu as one nn::ConvBnAct unit
     net->add("block" + std::to_string(b), block);
     in = o.width;
   }

@@ -4,7 +4,9 @@
 // conv1.weight is [64, 3, 3, 3]). The block beside the model, as in torchvision's resnet.py:
 // BasicBlock, relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); conv1 carries the stride; the
 // shortcut is identity or downsample = Sequential(1x1 conv, BN), giving torchvision's names
-// (conv1, bn1, conv2, bn2, downsample.0, downsample.1).
+// (conv1, bn1, conv2, bn2, downsample.0, downsample.1). Each conv + BN (+ ReLU) pair runs as an
+// nn::ConvBnAct unit over those children; conv2's unit also adds the shortcut before its ReLU, so
+// with folded BN the whole tail of the block is one GEMM epilogue.
 #pragma once
 
 #include <array>
@@ -12,7 +14,9 @@
 
 #include "xfer/models/model.hpp"
 #include "xfer/nn/batchnorm.hpp"
+#include "xfer/nn/chain.hpp"
 #include "xfer/nn/conv2d.hpp"
+#include "xfer/nn/conv_bn_act.hpp"
 #include "xfer/nn/flatten.hpp"
 #include "xfer/nn/pooling.hpp"
 #include "xfer/nn/relu.hpp"
@@ -38,13 +42,12 @@ class BasicBlock : public nn::Module<T> {
     bn2_ = this->register_module("bn2", std::make_shared<nn::BatchNorm2d<T>>(o.out_channels));
     if (o.stride != 1 || o.in_channels != o.out_channels) {
       downsample_ = this->register_module("downsample", std::make_shared<nn::Sequential<T>>());
-      auto ds_conv = downsample_->push_back(std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{o.in_channels, o.out_channels, 1, o.stride, 0, false}, rng));
-      ds_conv->fold_into(downsample_->push_back(std::make_shared<nn::BatchNorm2d<T>>(o.out_channels)).get());
+      downsample_->push_back(std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{o.in_channels, o.out_channels, 1, o.stride, 0, false}, rng));
+      downsample_->push_back(std::make_shared<nn::BatchNorm2d<T>>(o.out_channels));
+      downsample_->fuse(0, {.relu = false});
     }
-    // Eval-mode / frozen BN folds into the convolutions; conv2 then also adds the shortcut and
-    // applies the final ReLU in its epilogue (see forward_impl).
-    conv1_->fold_into(bn1_.get(), &relu_mid_);
-    conv2_->fold_into(bn2_.get(), &relu_out_);
+    unit1_ = std::make_unique<nn::ConvBnAct<T>>(*conv1_, *bn1_);
+    unit2_ = std::make_unique<nn::ConvBnAct<T>>(*conv2_, *bn2_);
   }
   std::string type_name() const override { return "BasicBlock"; }
   std::string extra_repr() const override {
@@ -56,44 +59,26 @@ class BasicBlock : public nn::Module<T> {
   nn::BatchNorm2d<T>& bn2() { return *bn2_; }
   nn::Sequential<T>* downsample() { return downsample_.get(); }
 
+  std::vector<nn::ConvBnAct<T>*> own_fusion_units() override { return {unit1_.get(), unit2_.get()}; }
+
  protected:
+  // relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)): the shortcut is unit2's residual.
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
     const Tensor<T>& s = downsample_ ? downsample_->forward(x) : x;
-    const Tensor<T>& mid = relu_mid_.forward(bn1_->forward(conv1_->forward(x)));
-    if (conv2_->folds_bn()) {
-      // relu(bn2(conv2(mid)) + s) in conv2's epilogue: bn2 and relu_out_ pass its output through.
-      const Shape expect{s.dim(0), conv2_->options().out_channels, mid.dim(2), mid.dim(3)};
-      XFER_CHECK(s.shape() == expect, this->label(), ": shortcut shape ", shape_str(s.shape()),
-                 " differs from residual branch shape ", shape_str(expect));
-      conv2_->set_residual(&s);
-      struct Clear {
-        nn::Conv2d<T>* c;
-        ~Clear() { c->set_residual(nullptr); }
-      } clear{conv2_.get()};
-      return relu_out_.forward(bn2_->forward(conv2_->forward(mid)));
-    }
-    // Otherwise bn2 adds the shortcut and applies the ReLU in its normalisation pass.
-    const Tensor<T>& h = conv2_->forward(mid);
-    XFER_CHECK(h.shape() == s.shape(), this->label(), ": residual branch shape ", shape_str(h.shape()),
-               " differs from shortcut shape ", shape_str(s.shape()));
-    bn2_->set_residual(&s);
-    struct Clear {
-      nn::BatchNorm2d<T>* b;
-      ~Clear() { b->set_residual(nullptr); }
-    } clear{bn2_.get()};
-    return relu_out_.forward(bn2_->forward(h));
+    return unit2_->forward(unit1_->forward(x), &s);
   }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
-    const Tensor<T>& d = relu_out_.backward(dy);
-    std::vector<nn::Module<T>*> main{conv1_.get(), bn1_.get(), &relu_mid_, conv2_.get(), bn2_.get()};
-    const Tensor<T>* dmain = nn::detail::chain_backward(main, d, need_input_grad);
-    const Tensor<T>* dshort = &d;
-    if (downsample_) {
-      const bool run = need_input_grad || downsample_->has_trainable();
-      dshort = run ? &downsample_->backward(d, need_input_grad) : nullptr;
-    }
+    const bool need_mid = need_input_grad || unit1_->needs_grad();
+    const Tensor<T>& dmid = unit2_->backward(dy, need_mid);
+    const Tensor<T>& dres = unit2_->residual_grad();  // d loss / d (branch + shortcut)
+    const Tensor<T>* dmain = need_mid ? &unit1_->backward(dmid, need_input_grad) : nullptr;
+    const Tensor<T>* dshort = &dres;
+    if (downsample_)
+      dshort = (need_input_grad || downsample_->needs_grad()) ? &downsample_->backward(dres, need_input_grad) : nullptr;
     if (!need_input_grad) {
-      relu_out_.release_input_grad();
+      if (need_mid) unit1_->release_input_grad();
+      if (downsample_ && dshort) downsample_->release_input_grad();
+      unit2_->release_input_grad();
       return this->empty_tensor();
     }
     dx_.resize(dmain->shape());
@@ -102,10 +87,10 @@ class BasicBlock : public nn::Module<T> {
     T* out = dx_.data();
     XFER_OMP_FOR(n)
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
-    // All three gradients are consumed (dshort may be d itself: released once, through relu_out_).
-    conv1_->release_input_grad();
+    // All gradients are consumed: unit1's dx, the downsample's, unit2's dx and residual gradient.
+    unit1_->release_input_grad();
     if (downsample_) downsample_->release_input_grad();
-    relu_out_.release_input_grad();
+    unit2_->release_input_grad();
     return dx_;
   }
 
@@ -114,7 +99,7 @@ class BasicBlock : public nn::Module<T> {
   std::shared_ptr<nn::Conv2d<T>> conv1_, conv2_;
   std::shared_ptr<nn::BatchNorm2d<T>> bn1_, bn2_;
   std::shared_ptr<nn::Sequential<T>> downsample_;
-  nn::ReLU<T> relu_mid_, relu_out_;  // stateful (they cache outputs), so one per use; no parameters
+  std::unique_ptr<nn::ConvBnAct<T>> unit1_, unit2_;  // conv1 -> bn1 -> ReLU, conv2 -> bn2 (+ shortcut) -> ReLU
   Tensor<T> dx_;
 };
 
@@ -138,12 +123,11 @@ class ResNet : public Model<T> {
     conv1_ = this->register_module("conv1", std::make_shared<nn::Conv2d<T>>(
         nn::Conv2dOptions{3, 64, imagenet ? 7 : 3, imagenet ? 2 : 1, imagenet ? 3 : 1, false}, rng));
     bn1_ = this->register_module("bn1", std::make_shared<nn::BatchNorm2d<T>>(64));
-    relu_ = this->register_module("relu", std::make_shared<nn::ReLU<T>>());
-    chain_ = {conv1_.get(), bn1_.get(), relu_.get()};
-    if (imagenet) {
-      auto pool = this->register_module("maxpool", std::make_shared<nn::MaxPool2d<T>>(nn::MaxPool2dOptions{3, 2, 1}));
-      chain_.push_back(pool.get());
-    }
+    relu_ = this->register_module("relu", std::make_shared<nn::ReLU<T>>());  // runs inside stem_
+    stem_ = std::make_unique<nn::ConvBnAct<T>>(*conv1_, *bn1_);
+    chain_.push(*stem_);
+    if (imagenet)
+      chain_.push(*this->register_module("maxpool", std::make_shared<nn::MaxPool2d<T>>(nn::MaxPool2dOptions{3, 2, 1})));
     int64_t in = 64;
     const std::array<int64_t, 4> widths = {64, 128, 256, 512};
     for (int s = 0; s < 4; ++s) {
@@ -153,14 +137,13 @@ class ResNet : public Model<T> {
         stage->push_back(std::make_shared<BasicBlock<T>>(BasicBlockOptions{in, widths[static_cast<size_t>(s)], stride}, rng));
         in = widths[static_cast<size_t>(s)];
       }
-      chain_.push_back(this->register_module("layer" + std::to_string(s + 1), stage).get());
+      chain_.push(*this->register_module("layer" + std::to_string(s + 1), stage));
     }
-    chain_.push_back(this->register_module("avgpool", std::make_shared<nn::AdaptiveAvgPool2d<T>>(1)).get());
-    chain_.push_back(&flatten_);
+    chain_.push(*this->register_module("avgpool", std::make_shared<nn::AdaptiveAvgPool2d<T>>(1)));
+    chain_.push(*this->register_module("flatten", std::make_shared<nn::Flatten<T>>()));  // torch.flatten in torchvision
     fc_ = this->register_module("fc", std::make_shared<nn::Linear<T>>(nn::LinearOptions{512, o.num_classes}, rng));
-    chain_.push_back(fc_.get());
+    chain_.push(*fc_);
     init_like_torchvision(rng);
-    pair_conv_bn();
     this->flatten_parameters();
   }
 
@@ -170,6 +153,7 @@ class ResNet : public Model<T> {
   int64_t num_features() const override { return 512; }
   const ResNetOptions& options() const { return opt_; }
   nn::Linear<T>& fc() { return *fc_; }
+  std::vector<nn::ConvBnAct<T>*> own_fusion_units() override { return {stem_.get()}; }
 
   // Re-draws every parameter the way torchvision initialises a fresh model.
   void reset_parameters(Rng& rng) override {
@@ -179,17 +163,13 @@ class ResNet : public Model<T> {
 
  protected:
   void install_head(std::shared_ptr<nn::Linear<T>> head) override {
-    chain_.back() = head.get();
+    chain_.set(chain_.size() - 1, *head);
     fc_ = head;
     this->replace_module("fc", std::move(head));
   }
-  const Tensor<T>& forward_model(const Tensor<T>& x) override {
-    const Tensor<T>* cur = &x;
-    for (nn::Module<T>* m : chain_) cur = &m->forward(*cur);
-    return *cur;
-  }
+  const Tensor<T>& forward_model(const Tensor<T>& x) override { return chain_.forward(x); }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
-    const Tensor<T>* dx = nn::detail::chain_backward(chain_, dy, need_input_grad);
+    const Tensor<T>* dx = chain_.backward(dy, need_input_grad);
     return dx ? *dx : this->empty_tensor();
   }
 
@@ -202,17 +182,13 @@ class ResNet : public Model<T> {
     }
   }
 
-  // The stem's conv feeds exactly one BN and then the ReLU: pair them so eval-mode / frozen BN
-  // folds into the conv (the blocks pair their own layers).
-  void pair_conv_bn() { conv1_->fold_into(bn1_.get(), relu_.get()); }
-
   ResNetOptions opt_;
   std::shared_ptr<nn::Conv2d<T>> conv1_;
   std::shared_ptr<nn::BatchNorm2d<T>> bn1_;
   std::shared_ptr<nn::ReLU<T>> relu_;
   std::shared_ptr<nn::Linear<T>> fc_;
-  nn::Flatten<T> flatten_;  // torchvision uses torch.flatten here, not a module
-  std::vector<nn::Module<T>*> chain_;
+  std::unique_ptr<nn::ConvBnAct<T>> stem_;  // conv1 -> bn1 -> relu
+  nn::Chain<T> chain_;
 };
 
 template <class T>

@@ -1,7 +1,8 @@
 // VGG-11/13/16 with BatchNorm in torchvision's layout (vgg11_bn, ...): features.N (conv, BN, ReLU,
 // max-pool), avgpool to 7x7, classifier.{0,3,6} = Linear(25088, 4096), Linear(4096, 4096),
 // Linear(4096, classes) with ReLU and Dropout between. The CIFAR variant keeps the same features
-// and replaces pooling + classifier with a single Linear(512, classes) named "classifier".
+// and replaces pooling + classifier with a single Linear(512, classes) named "classifier". Each
+// features conv -> BN -> ReLU triple runs as an nn::ConvBnAct unit (Sequential::fuse).
 #pragma once
 
 #include <memory>
@@ -9,6 +10,7 @@
 
 #include "xfer/models/model.hpp"
 #include "xfer/nn/batchnorm.hpp"
+#include "xfer/nn/chain.hpp"
 #include "xfer/nn/conv2d.hpp"
 #include "xfer/nn/dropout.hpp"
 #include "xfer/nn/flatten.hpp"
@@ -41,19 +43,21 @@ class VGG : public Model<T> {
         features_->push_back(std::make_shared<nn::MaxPool2d<T>>(nn::MaxPool2dOptions{2, 2, 0}));
         continue;
       }
-      auto conv = features_->push_back(std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{in, v, 3, 1, 1, true}, rng));
-      auto bn = features_->push_back(std::make_shared<nn::BatchNorm2d<T>>(v));
-      conv->fold_into(bn.get(), features_->push_back(std::make_shared<nn::ReLU<T>>()).get());  // fused in eval
+      const size_t at = features_->size();
+      features_->push_back(std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{in, v, 3, 1, 1, true}, rng));
+      features_->push_back(std::make_shared<nn::BatchNorm2d<T>>(v));
+      features_->push_back(std::make_shared<nn::ReLU<T>>());
+      features_->fuse(at);
       in = v;
     }
-    chain_ = {features_.get()};
+    chain_.push(*features_);
     if (o.cifar) {
-      chain_.push_back(&flatten_);
+      chain_.push(*this->register_module("flatten", std::make_shared<nn::Flatten<T>>()));  // torch.flatten in torchvision
       head_ = this->register_module("classifier", std::make_shared<nn::Linear<T>>(nn::LinearOptions{512, o.num_classes}, rng));
-      chain_.push_back(head_.get());
+      chain_.push(*head_);
     } else {
-      chain_.push_back(this->register_module("avgpool", std::make_shared<nn::AdaptiveAvgPool2d<T>>(7)).get());
-      chain_.push_back(&flatten_);
+      chain_.push(*this->register_module("avgpool", std::make_shared<nn::AdaptiveAvgPool2d<T>>(7)));
+      chain_.push(*this->register_module("flatten", std::make_shared<nn::Flatten<T>>()));
       classifier_ = this->register_module("classifier", std::make_shared<nn::Sequential<T>>());
       classifier_->push_back(std::make_shared<nn::Linear<T>>(nn::LinearOptions{512 * 7 * 7, 4096}, rng));
       classifier_->push_back(std::make_shared<nn::ReLU<T>>());
@@ -62,7 +66,7 @@ class VGG : public Model<T> {
       classifier_->push_back(std::make_shared<nn::ReLU<T>>());
       classifier_->push_back(std::make_shared<nn::Dropout<T>>(o.dropout));
       head_ = classifier_->push_back(std::make_shared<nn::Linear<T>>(nn::LinearOptions{4096, o.num_classes}, rng));
-      chain_.push_back(classifier_.get());
+      chain_.push(*classifier_);
     }
     init_like_torchvision(rng);
     this->flatten_parameters();
@@ -92,20 +96,16 @@ class VGG : public Model<T> {
  protected:
   void install_head(std::shared_ptr<nn::Linear<T>> head) override {
     if (opt_.cifar) {
-      chain_.back() = head.get();
+      chain_.set(chain_.size() - 1, *head);
       this->replace_module("classifier", head);
     } else {
       classifier_->replace(6, head);
     }
     head_ = std::move(head);
   }
-  const Tensor<T>& forward_model(const Tensor<T>& x) override {
-    const Tensor<T>* cur = &x;
-    for (nn::Module<T>* m : chain_) cur = &m->forward(*cur);
-    return *cur;
-  }
+  const Tensor<T>& forward_model(const Tensor<T>& x) override { return chain_.forward(x); }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
-    const Tensor<T>* dx = nn::detail::chain_backward(chain_, dy, need_input_grad);
+    const Tensor<T>* dx = chain_.backward(dy, need_input_grad);
     return dx ? *dx : this->empty_tensor();
   }
 
@@ -125,8 +125,7 @@ class VGG : public Model<T> {
   VggOptions opt_;
   std::shared_ptr<nn::Sequential<T>> features_, classifier_;
   std::shared_ptr<nn::Linear<T>> head_;
-  nn::Flatten<T> flatten_;
-  std::vector<nn::Module<T>*> chain_;
+  nn::Chain<T> chain_;
 };
 
 template <class T>

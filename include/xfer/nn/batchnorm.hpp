@@ -6,16 +6,15 @@
 // layer then normalises with the running statistics and never updates them, while its affine
 // parameters may still learn — the usual way to fine-tune with small batches.
 //
-// Folding: a Conv2d paired with this layer (models pair conv -> BN) may apply the normalisation
-// itself while the statistics are fixed and nothing needs BN's input for a gradient (affine
-// frozen, or set_inference_folding(true)); this layer then passes its input through. The fold is
-// recomputed from the current parameters on every forward, so it is never stale, and the
-// trainable form is untouched.
+// State, explicit: uses_batch_stats() (training mode and statistics not frozen) or running
+// statistics; folds() says whether nn::ConvBnAct applies this layer in the preceding convolution's
+// epilogue: running statistics in use AND (statistics frozen, or inference folding switched on by
+// set_inference_folding / prepare_inference). Parameter::trainable plays no part in it; the unit's
+// backward gives every gradient either way. fold_coefficients() is recomputed on every forward, so
+// the fold is never stale, and the trainable form is untouched.
 //
-// Fusion when not folded: a ReLU paired with this layer (set_following_relu, done by
-// Conv2d::fold_into) and a residual handed in by the ResNet block (set_residual) are applied in
-// the normalisation pass, y = relu(bn(x) + residual), and the ReLU passes y through: one pass over
-// the activations instead of three, and no separate tensors for the sum and the ReLU output.
+// forward_fused(x, residual, relu) = relu?(bn(x) + residual) in the normalisation pass (one pass
+// over the activations instead of three): what the unit runs while BN uses batch statistics.
 //
 // Synchronized BN (dist::enable_sync_batchnorm): with a cross-replica sum set, batch statistics and
 // the backward's per-channel sums are taken over the batches of all data-parallel ranks, assuming
@@ -31,7 +30,6 @@
 #include "xfer/nn/init.hpp"
 #include "xfer/nn/detail/batchnorm_sync.hpp"
 #include "xfer/nn/module.hpp"
-#include "xfer/nn/relu.hpp"
 
 namespace xfer::nn {
 
@@ -84,14 +82,13 @@ class BatchNorm2d : public Module<T> {
   // True when the next forward normalises with batch statistics.
   bool uses_batch_stats() const { return this->is_training() && !stats_frozen_; }
 
-  // Allows folding even while the affine parameters are trainable (inference only: a backward
-  // through a folded forward then throws, as BN's input was never materialised).
+  // Folds this layer into the preceding convolution whenever it uses running statistics (eval
+  // mode), not only while its statistics are frozen (prepare_inference switches it on).
   void set_inference_folding(bool on) { inference_folding_ = on; }
-  // True when a preceding convolution may apply this layer: y = x * scale[c] + shift[c].
-  bool foldable() const {
-    return !uses_batch_stats() && ((!weight_.trainable && !bias_.trainable) || inference_folding_);
-  }
-  // The per-channel affine map of the running statistics (valid when foldable()).
+  bool inference_folding() const { return inference_folding_; }
+  // True when a conv + BN unit applies this layer in the convolution: y = x * scale[c] + shift[c].
+  bool folds() const { return !uses_batch_stats() && (stats_frozen_ || inference_folding_); }
+  // The per-channel affine map of the running statistics (what folding applies).
   void fold_coefficients(T* scale, T* shift) const {
     for (int64_t c = 0; c < opt_.num_features; ++c) {
       const double inv = 1.0 / std::sqrt(static_cast<double>(running_var_[c]) + opt_.eps);
@@ -99,40 +96,27 @@ class BatchNorm2d : public Module<T> {
       shift[c] = static_cast<T>(bias_.value[c] - running_mean_[c] * weight_.value[c] * inv);
     }
   }
-  // Set by the paired convolution: its output `y` already has this layer applied.
-  void set_folded_input(const Tensor<T>* y) { folded_input_ = y; }
-  // The ReLU that consumes this layer's output (null: none), applied in the normalisation pass.
-  void set_following_relu(ReLU<T>* relu) { relu_ = relu; }
-  // A tensor shaped like the output, added before the ReLU on the next unfolded forward (the
-  // ResNet block's shortcut). Cleared by passing nullptr.
-  void set_residual(const Tensor<T>* r) { residual_ = r; }
+  // 1 / sqrt(running_var[c] + eps).
+  double running_invstd(int64_t c) const { return 1.0 / std::sqrt(static_cast<double>(running_var_[c]) + opt_.eps); }
+  // y = relu?(bn(x) + residual) in one pass (residual may be null; shaped like x). Backward then
+  // takes the gradient before the ReLU (the unit applies the ReLU's mask).
+  const Tensor<T>& forward_fused(const Tensor<T>& x, const Tensor<T>* residual, bool relu) {
+    FlushDenormals flush = this->flush_scope(x, false);
+    return normalize(x, residual, relu);
+  }
   // Sums `n` doubles over all data-parallel ranks in place (empty: local statistics, the default).
   void set_cross_replica_sum(std::function<void(double*, int64_t)> sum) { cross_sum_ = std::move(sum); }
 
  protected:
-  const Tensor<T>& forward_impl(const Tensor<T>& x) override {
+  const Tensor<T>& forward_impl(const Tensor<T>& x) override { return normalize(x, nullptr, false); }
+
+  const Tensor<T>& normalize(const Tensor<T>& x, const Tensor<T>* residual, bool relu) {
     XFER_CHECK(x.ndim() == 4, this->label(), ": expected a 4-D NCHW input, got shape ", shape_str(x.shape()));
     XFER_CHECK(x.dim(1) == opt_.num_features, this->label(), ": expected input with ", opt_.num_features,
                " channels, got shape ", shape_str(x.shape()));
     const int64_t N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3), M = N * P;
-    const bool announced = folded_input_ == &x;
-    folded_input_ = nullptr;  // one forward only: the convolution announces every time
-    if (announced && foldable()) {
-      // The convolution before us already normalised: pass through, keep what backward needs.
-      folded_ = true;
-      batch_stats_ = false;
-      x_ = &x;
-      mean_.resize(static_cast<size_t>(C));
-      invstd_.resize(static_cast<size_t>(C));
-      for (int64_t c = 0; c < C; ++c) {
-        mean_[static_cast<size_t>(c)] = running_mean_[c];
-        invstd_[static_cast<size_t>(c)] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + opt_.eps));
-      }
-      return x;
-    }
-    folded_ = false;
-    if (residual_)
-      XFER_CHECK(residual_->shape() == x.shape(), this->label(), ": residual of shape ", shape_str(residual_->shape()),
+    if (residual)
+      XFER_CHECK(residual->shape() == x.shape(), this->label(), ": residual of shape ", shape_str(residual->shape()),
                  ", expected ", shape_str(x.shape()));
     batch_stats_ = uses_batch_stats();
     XFER_CHECK(!batch_stats_ || M > 1, this->label(), ": training needs more than one value per channel, got shape ",
@@ -143,19 +127,16 @@ class BatchNorm2d : public Module<T> {
     invstd_.resize(static_cast<size_t>(C));
     const T* xd = x.data();
     T* yd = y_.data();
-    const T* rd = residual_ ? residual_->data() : nullptr;
-    const bool relu = relu_ != nullptr;
+    const T* rd = residual ? residual->data() : nullptr;
     synced_ = batch_stats_ && cross_sum_;
     if (synced_) {
       forward_synced(xd, yd, rd, relu, N, C, P);
       ++num_batches_tracked_;
-      if (relu_) relu_->set_fused_input(&y_);
       return y_;
     }
     if (P < kSmallPlane) {
       forward_small_planes(xd, yd, rd, relu, N, C, P);
       if (batch_stats_) ++num_batches_tracked_;
-      if (relu_) relu_->set_fused_input(&y_);
       return y_;
     }
     XFER_OMP_FOR(N * C * P)
@@ -164,15 +145,7 @@ class BatchNorm2d : public Module<T> {
       if (batch_stats_) {
         // Two passes in double: exact enough for float inputs with large means.
         // Per plane in T (vectorised), across planes in double.
-        double s = 0;
-        for (int64_t n = 0; n < N; ++n) {
-          const T* p = xd + (n * C + c) * P;
-          T ps = 0;
-#pragma omp simd reduction(+ : ps)
-          for (int64_t i = 0; i < P; ++i) ps += p[i];
-          s += ps;
-        }
-        mean = s / static_cast<double>(M);
+        mean = detail::channel_sum(xd, N, C, P, c) / static_cast<double>(M);
         double ss = 0;
         const T mt = static_cast<T>(mean);
         for (int64_t n = 0; n < N; ++n) {
@@ -209,7 +182,6 @@ class BatchNorm2d : public Module<T> {
       }
     }
     if (batch_stats_) ++num_batches_tracked_;
-    if (relu_) relu_->set_fused_input(&y_);
     return y_;
   }
 
@@ -217,9 +189,6 @@ class BatchNorm2d : public Module<T> {
     XFER_CHECK(x_ != nullptr, this->label(), ": backward called before forward");
     XFER_CHECK(dy.shape() == x_->shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
                ", expected ", shape_str(x_->shape()));
-    XFER_CHECK(!folded_ || (!weight_.trainable && !bias_.trainable), this->label(),
-               ": backward after a forward folded into the preceding convolution for inference "
-               "(set_inference_folding / prepare_inference); switch folding off before training");
     const int64_t N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
     const double M = static_cast<double>(N * P);
     if (need_input_grad) dx_.resize(x_->shape());
@@ -251,8 +220,8 @@ class BatchNorm2d : public Module<T> {
         sum_dy += a;
         sum_dy_xhat += static_cast<double>(b) * inv;
       }
-      if (weight_.trainable) weight_.grad[c] += static_cast<T>(sum_dy_xhat);
-      if (bias_.trainable) bias_.grad[c] += static_cast<T>(sum_dy);
+      if (weight_.needs_grad()) weight_.grad[c] += static_cast<T>(sum_dy_xhat);
+      if (bias_.needs_grad()) bias_.grad[c] += static_cast<T>(sum_dy);
       if (!dxd) continue;
       const double gamma_inv = weight_.value[c] * inv;
       for (int64_t n = 0; n < N; ++n) {
@@ -308,8 +277,8 @@ class BatchNorm2d : public Module<T> {
     detail::synced_backward(xd, g, dxd, N, C, P, mean_.data(), invstd_.data(), weight_.value, synced_share_, cross_sum_,
                             sum_dy.data(), sum_dy_xhat.data());
     for (int64_t c = 0; c < C; ++c) {
-      if (weight_.trainable) weight_.grad[c] += static_cast<T>(sum_dy_xhat[static_cast<size_t>(c)]);
-      if (bias_.trainable) bias_.grad[c] += static_cast<T>(sum_dy[static_cast<size_t>(c)]);
+      if (weight_.needs_grad()) weight_.grad[c] += static_cast<T>(sum_dy_xhat[static_cast<size_t>(c)]);
+      if (bias_.needs_grad()) bias_.grad[c] += static_cast<T>(sum_dy[static_cast<size_t>(c)]);
     }
   }
 
@@ -399,8 +368,8 @@ class BatchNorm2d : public Module<T> {
         double sum_dy = 0, sum_dyx = 0;
         for (int64_t p = 0; p < P; ++p) sum_dy += acc_dy[c * P + p], sum_dyx += acc_dyx[c * P + p];
         const double sum_dy_xhat = sum_dyx * inv;
-        if (weight_.trainable) weight_.grad[c0 + c] += static_cast<T>(sum_dy_xhat);
-        if (bias_.trainable) bias_.grad[c0 + c] += static_cast<T>(sum_dy);
+        if (weight_.needs_grad()) weight_.grad[c0 + c] += static_cast<T>(sum_dy_xhat);
+        if (bias_.needs_grad()) bias_.grad[c0 + c] += static_cast<T>(sum_dy);
         const double gamma_inv = weight_.value[c0 + c] * inv;
         for (int64_t p = 0; p < P; ++p) {
           k_j[c * P + p] = static_cast<T>(gamma_inv);
@@ -433,18 +402,15 @@ class BatchNorm2d : public Module<T> {
   double synced_share_ = 1;   // this rank's share of the global batch in that forward
   std::function<void(double*, int64_t)> cross_sum_;
   bool inference_folding_ = false;
-  bool folded_ = false;  // the last forward passed a folded conv output through
-  const Tensor<T>* folded_input_ = nullptr;
-  ReLU<T>* relu_ = nullptr;              // see set_following_relu()
-  const Tensor<T>* residual_ = nullptr;  // see set_residual()
   const Tensor<T>* x_ = nullptr;
   Tensor<T> y_, dx_;
   std::vector<T> mean_, invstd_;
 };
 
-// Inference mode for a whole network: eval() plus BN folding even where BN's affine parameters are
-// trainable (prepare_inference(net, false) switches folding off again; train() alone does too in
-// effect, since training-mode BN is never folded). Returns how many BatchNorm2d layers it set.
+// Inference mode for a whole network: eval() plus inference folding on every BatchNorm2d, so each
+// conv + BN unit applies BN (+ ReLU, + residual) in the convolution's epilogue
+// (prepare_inference(net, false) switches the folding off again; train() alone does too in effect,
+// since BN with batch statistics never folds). Returns how many BatchNorm2d layers it set.
 template <class T>
 int prepare_inference(Module<T>& net, bool on = true) {
   if (on) net.eval();

@@ -54,8 +54,8 @@ class Linear : public Module<T> {
                ", expected ", shape_str(y_.shape()));
     if (need_input_grad) dx_.resize(x_->shape());
     kernels::linear_backward(dy.dim(0), opt_.in_features, opt_.out_features, x_->data(), weight_.value, dy.data(),
-                             weight_.trainable ? weight_.grad : nullptr,
-                             bias_ && bias_->trainable ? bias_->grad : nullptr, need_input_grad ? dx_.data() : nullptr);
+                             weight_.needs_grad() ? weight_.grad : nullptr,
+                             bias_ && bias_->needs_grad() ? bias_->grad : nullptr, need_input_grad ? dx_.data() : nullptr);
     return need_input_grad ? dx_ : this->empty_tensor();
   }
 

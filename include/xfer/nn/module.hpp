@@ -26,6 +26,8 @@ namespace xfer::nn {
 
 template <class T>
 class Module;
+template <class T>
+class ConvBnAct;
 
 // All parameters of a flattened model in two contiguous buffers (values, gradients).
 template <class T>
@@ -113,6 +115,12 @@ class Module {
   }
   // How often backward ran on this module (tests use it to prove frozen layers do no work).
   int64_t backward_calls() const { return backward_calls_; }
+  // A fusion unit (nn::ConvBnAct) that computed this module's gradients itself reports it here:
+  // counts the call and runs the backward hook, as backward() would have.
+  void note_fused_backward() {
+    ++backward_calls_;
+    if (backward_hook_) backward_hook_(*this);
+  }
 
   // Re-initialises all parameters (and buffers) of the subtree from `rng`.
   virtual void reset_parameters(Rng& rng) {
@@ -183,6 +191,15 @@ class Module {
       if (child->has_trainable()) return true;
     return false;
   }
+  // Some parameter of the subtree needs a gradient now (trainable and not masked): what backward
+  // chains consult to decide where they stop.
+  bool needs_grad() const {
+    for (const auto& p : params_)
+      if (p->needs_grad()) return true;
+    for (const auto& [name, child] : children_)
+      if (child->needs_grad()) return true;
+    return false;
+  }
 
   // ---- freezing -----------------------------------------------------------------------------
   // Marks the matched parameters frozen: no gradient is computed for them, and backward stops
@@ -205,6 +222,8 @@ class Module {
     return n;
   }
   virtual bool is_batchnorm() const { return false; }
+  // The conv + BN units (nn::ConvBnAct) this module runs over its own children.
+  virtual std::vector<ConvBnAct<T>*> own_fusion_units() { return {}; }
 
   void zero_grad() {
     if (arena_) {
@@ -353,30 +372,5 @@ class Module {
   const Tensor<T>* input_grad_ = nullptr;  // what the last backward returned (release_input_grad)
   std::function<void(Module<T>&)> backward_hook_;
 };
-
-namespace detail {
-// Backward through modules applied in sequence (chain[0] first in forward order). Computes dx of a
-// module only when something below it needs it: an earlier module with trainable parameters, or the
-// caller (need_input_grad). Returns the first module's dx, or nullptr when it was not needed.
-template <class T>
-const Tensor<T>* chain_backward(const std::vector<Module<T>*>& chain, const Tensor<T>& dy, bool need_input_grad) {
-  const size_t n = chain.size();
-  std::vector<char> trainable_below(n + 1, 0);  // trainable_below[i]: some chain[j], j < i, is trainable
-  for (size_t i = 0; i < n; ++i) trainable_below[i + 1] = trainable_below[i] || chain[i]->has_trainable();
-  const Tensor<T>* cur = &dy;
-  for (size_t i = n; i-- > 0;) {
-    const bool need_dx = need_input_grad || trainable_below[i];
-    if (!need_dx && !chain[i]->has_trainable()) {
-      if (i + 1 < n) chain[i + 1]->release_input_grad();
-      return nullptr;
-    }
-    const Tensor<T>* next = &chain[i]->backward(*cur, need_dx);
-    // chain[i + 1]'s input gradient is consumed (the caller's dy is theirs to keep).
-    if (i + 1 < n && next != cur) chain[i + 1]->release_input_grad();
-    cur = next;
-  }
-  return need_input_grad ? cur : nullptr;
-}
-}  // namespace detail
 
 }  // namespace xfer::nn

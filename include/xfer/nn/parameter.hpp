@@ -1,4 +1,8 @@
 // Parameter<T>: one learnable tensor of a module (value, gradient, shape, trainable flag).
+// `trainable` is the user's choice (freeze / unfreeze, the optimizers skip frozen tensors);
+// `masked` is a temporary mask that an algorithm sets for a scope and clears again (meta::MAML's
+// inner steps need gradients of the adapted parameters only). Backward computes a gradient exactly
+// when needs_grad(): trainable and not masked.
 // Before the model is flattened each parameter owns its storage; flatten_parameters() moves all
 // of them into one contiguous arena (values and gradients as two buffers), after which `value`
 // and `grad` point into it. MAML rebinds the pointers to a buffer of fast weights with the same
@@ -20,6 +24,7 @@ struct Parameter {
   T* value = nullptr;
   T* grad = nullptr;
   bool trainable = true;
+  bool masked = false;  // never set by users: see the comment at the top
   int64_t offset = -1;  // position in the arena, -1 before flattening
 
   // Storage used before the parameter is adopted by an arena.
@@ -35,6 +40,7 @@ struct Parameter {
   Parameter(const Parameter&) = delete;
   Parameter& operator=(const Parameter&) = delete;
 
+  bool needs_grad() const { return trainable && !masked; }
   void zero_grad() { std::fill(grad, grad + numel, T(0)); }
   typename Tensor<T>::ArrayMap value_array() { return typename Tensor<T>::ArrayMap(value, numel); }
   typename Tensor<T>::ArrayMap grad_array() { return typename Tensor<T>::ArrayMap(grad, numel); }

@@ -1,6 +1,5 @@
 // ReLU: y = max(x, 0). Backward uses the output's sign, so the input need not be kept.
-// A Conv2d paired with this layer (Conv2d::fold_into) may apply it in its own epilogue while its
-// BatchNorm is folded; it then announces its output here and this layer passes it through.
+// (After a conv + BN, nn::ConvBnAct applies it inside the unit; this layer then does not run.)
 #pragma once
 
 #include "xfer/core/parallel.hpp"
@@ -8,22 +7,27 @@
 
 namespace xfer::nn {
 
+namespace detail {
+// dx = dy where the ReLU's output y is positive, else 0 (shapes equal; dx is resized).
+template <class T>
+void relu_backward(const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>& dx) {
+  dx.resize(dy.shape());
+  const int64_t n = dy.numel();
+  const T* g = dy.data();
+  const T* o = y.data();
+  T* d = dx.data();
+  XFER_OMP_FOR(n)
+  for (int64_t i = 0; i < n; ++i) d[i] = o[i] > T(0) ? g[i] : T(0);
+}
+}  // namespace detail
+
 template <class T>
 class ReLU : public Module<T> {
  public:
   std::string type_name() const override { return "ReLU"; }
 
- // Set by the paired convolution: its output `y` is already rectified.
-  void set_fused_input(const Tensor<T>* y) { fused_input_ = y; }
-
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override {
-    const bool fused = fused_input_ == &x;
-    fused_input_ = nullptr;  // one forward only: the producer announces every time
-    if (fused) {
-      out_ = &x;
-      return x;
-    }
     y_.resize(x.shape());
     const int64_t n = x.numel();
     const T* a = x.data();
@@ -38,20 +42,13 @@ class ReLU : public Module<T> {
     XFER_CHECK(out_ != nullptr, this->label(), ": backward called before forward");
     XFER_CHECK(dy.shape() == out_->shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
                ", expected ", shape_str(out_->shape()));
-    dx_.resize(dy.shape());
-    const int64_t n = dy.numel();
-    const T* g = dy.data();
-    const T* y = out_->data();
-    T* d = dx_.data();
-    XFER_OMP_FOR(n)
-    for (int64_t i = 0; i < n; ++i) d[i] = y[i] > T(0) ? g[i] : T(0);
+    detail::relu_backward(*out_, dy, dx_);
     return dx_;
   }
 
  private:
   Tensor<T> y_, dx_;
-  const Tensor<T>* out_ = nullptr;          // the last output: y_, or the fused input passed through
-  const Tensor<T>* fused_input_ = nullptr;  // see set_fused_input()
+  const Tensor<T>* out_ = nullptr;  // the last output
 };
 
 }  // namespace xfer::nn

@@ -13,6 +13,20 @@
 
 namespace xfer::nn::detail {
 
+// Sum of channel c of an NCHW tensor [N, C, P]: per plane in T (vectorised), across planes in double.
+template <class T>
+double channel_sum(const T* x, int64_t N, int64_t C, int64_t P, int64_t c) {
+  double acc = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const T* p = x + (n * C + c) * P;
+    T ps = 0;
+#pragma omp simd reduction(+ : ps)
+    for (int64_t i = 0; i < P; ++i) ps += p[i];
+    acc += ps;
+  }
+  return acc;
+}
+
 using CrossSum = std::function<void(double*, int64_t)>;
 
 // Global mean (into mean[C]) and sum of squared deviations from it (into ss[C], global) of an NCHW
@@ -21,17 +35,7 @@ template <class T>
 double synced_moments(const T* x, int64_t N, int64_t C, int64_t P, const CrossSum& cross_sum, T* mean, double* ss) {
   std::vector<double> s(static_cast<size_t>(C + 1));
   XFER_OMP_FOR(N * C * P)
-  for (int64_t c = 0; c < C; ++c) {
-    double acc = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const T* p = x + (n * C + c) * P;
-      T ps = 0;
-#pragma omp simd reduction(+ : ps)
-      for (int64_t i = 0; i < P; ++i) ps += p[i];
-      acc += ps;
-    }
-    s[static_cast<size_t>(c)] = acc;
-  }
+  for (int64_t c = 0; c < C; ++c) s[static_cast<size_t>(c)] = channel_sum(x, N, C, P, c);
   s[static_cast<size_t>(C)] = static_cast<double>(N * P);
   cross_sum(s.data(), C + 1);
   const double M = s[static_cast<size_t>(C)];
