@@ -35,7 +35,8 @@ class Chain {
   // Backward from dy; returns the first step's dx, or nullptr when need_input_grad is false.
   const Tensor<T>* backward(const Tensor<T>& dy, bool need_input_grad) {
     const size_t n = steps_.size();
-    std::vector<char> learns_below(n + 1, 0);  // learns_below[i]: some step j < i needs gradients
+    std::vector<char>& learns_below = learns_below_;  // [i]: some step j < i needs gradients
+    learns_below.assign(n + 1, 0);                     // keeps its capacity: no allocation per step
     for (size_t i = 0; i < n; ++i) learns_below[i + 1] = learns_below[i] || steps_[i].needs_grad();
     const Tensor<T>* cur = &dy;
     for (size_t i = n; i-- > 0;) {
@@ -72,6 +73,7 @@ class Chain {
     }
   };
   std::vector<Step> steps_;
+  std::vector<char> learns_below_;  // backward's scratch, kept so a training step allocates nothing
 };
 
 }  // namespace xfer::nn
