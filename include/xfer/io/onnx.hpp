@@ -208,8 +208,8 @@ class OnnxBuilder {
   OnnxValue conv(nn::Conv2d<float>& c, const std::string& path, const OnnxValue& x) {
     const auto& o = c.options();
     expect_image(c, path, x, o.in_channels);
-    const int64_t k = o.kernel_size, s = o.stride, p = o.padding;
-    const int64_t oh = (x.shape[1] + 2 * p - k) / s + 1, ow = (x.shape[2] + 2 * p - k) / s + 1;
+    const int64_t k = o.kernel_size, s = o.stride, p = o.padding, d = o.dilation, span = d * (k - 1) + 1;
+    const int64_t oh = (x.shape[1] + 2 * p - span) / s + 1, ow = (x.shape[2] + 2 * p - span) / s + 1;
     XFER_CHECK(oh > 0 && ow > 0, "save_onnx: ", describe(c, path), " gets a ", batched(x.shape), " input: output would be empty");
     LastConv lc;
     lc.weight = param(join(path, "weight"), c.weight());
@@ -223,7 +223,13 @@ class OnnxBuilder {
     ints(n, "kernel_shape", {k, k});
     ints(n, "strides", {s, s});
     ints(n, "pads", {p, p, p, p});
-    ints(n, "dilations", {1, 1});
+    ints(n, "dilations", {d, d});
+    if (o.groups != 1) {
+      auto* a = n.add_attribute();
+      a->set_name("group");
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(o.groups);
+    }
     lc.output = y.name;
     lc.node = static_cast<size_t>(graph_.node_size() - 1);
     last_conv_ = lc;
