@@ -297,7 +297,7 @@ TEST_CASE("Zoo models match torchvision: eval logits, BN folded, float64 train s
         scale = std::max(scale, std::fabs(static_cast<double>(r[i])));
       }
       INFO(np.name << " gradient rel err " << diff / scale);
-      // Measured (2026-12-03): at most 8.1e-8 (the float32 storage of the reference is the floor).
+      // Measured (2026-12-03): at most 8.6e-8 (the float32 storage of the reference is the floor).
       CHECK(diff / scale <= 5e-6);
       worst = std::max(worst, diff / scale);
       ++checked;

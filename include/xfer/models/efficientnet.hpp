@@ -71,11 +71,7 @@ class EfficientNet : public FeaturesClassifier<T> {
   const EfficientNetOptions& options() const { return opt_; }
 
  protected:
-  void init_linear(nn::Linear<T>& l, Rng& rng) override {
-    const double r = 1.0 / std::sqrt(static_cast<double>(l.options().out_features));
-    nn::init::uniform(l.weight(), -r, r, rng);
-    if (l.bias()) nn::init::constant(*l.bias(), T(0));
-  }
+  LinearInit linear_init() const override { return LinearInit::UniformOutFeatures; }
 
  private:
   EfficientNetOptions opt_;

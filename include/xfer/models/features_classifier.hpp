@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "xfer/models/init.hpp"
 #include "xfer/models/model.hpp"
 #include "xfer/nn/batchnorm.hpp"
 #include "xfer/nn/chain.hpp"
@@ -56,7 +57,7 @@ class FeaturesClassifier : public Model<T> {
     this->flatten_parameters();
   }
   // How torchvision initialises this model's Linear layers.
-  virtual void init_linear(nn::Linear<T>& l, Rng& rng) = 0;
+  virtual LinearInit linear_init() const = 0;
 
   void install_head(std::shared_ptr<nn::Linear<T>> head) override {
     classifier_->replace(head_index_, head);
@@ -69,19 +70,7 @@ class FeaturesClassifier : public Model<T> {
   }
 
  private:
-  void init_like_torchvision(Rng& rng) {
-    for (auto& [name, m] : this->named_modules()) {
-      if (auto* conv = dynamic_cast<nn::Conv2d<T>*>(m)) {
-        nn::init::kaiming_normal_fan_out(conv->weight(), rng);
-        if (conv->bias()) nn::init::constant(*conv->bias(), T(0));
-      } else if (auto* bn = dynamic_cast<nn::BatchNorm2d<T>*>(m)) {
-        nn::init::constant(bn->weight(), T(1));
-        nn::init::constant(bn->bias(), T(0));
-      } else if (auto* l = dynamic_cast<nn::Linear<T>*>(m)) {
-        init_linear(*l, rng);
-      }
-    }
-  }
+  void init_like_torchvision(Rng& rng) { models::init_like_torchvision(*this, linear_init(), rng); }
 
   std::shared_ptr<nn::Sequential<T>> features_, classifier_;
   std::shared_ptr<nn::Linear<T>> head_;

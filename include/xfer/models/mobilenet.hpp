@@ -79,10 +79,7 @@ class MobileNetV3 : public FeaturesClassifier<T> {
   const MobileNetV3Options& options() const { return opt_; }
 
  protected:
-  void init_linear(nn::Linear<T>& l, Rng& rng) override {
-    nn::init::normal(l.weight(), 0.0, 0.01, rng);
-    if (l.bias()) nn::init::constant(*l.bias(), T(0));
-  }
+  LinearInit linear_init() const override { return LinearInit::Normal001; }
 
  private:
   MobileNetV3Options opt_;
