@@ -12,6 +12,8 @@ Workloads match bench_models: input 3x32x32, 10 classes, SGD(lr=0.01, momentum=0
   resnet18        torchvision resnet18 (ImageNet stem: 7x7/2 conv + max-pool)
   resnet18-cifar  resnet18 with conv1 = 3x3/1 and no max-pool
   vgg11           torchvision vgg11_bn features + Flatten + Linear(512, 10)
+  resnet50, mobilenet_v3_large, mobilenet_v3_small, efficientnet_b0
+                  torchvision's models with 10 classes (infer and train only; use --image 224)
 Modes: infer (eval, no_grad), train (fwd + bwd + SGD step, train mode), frozen (backbone frozen,
 its BatchNorm in eval mode and run under no_grad; only the head trains).
 With several rounds the reported value is the median of the per-round medians.
@@ -23,6 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
+
+
+ZOO_HEADS = {"resnet50": "fc", "mobilenet_v3_large": "classifier.3", "mobilenet_v3_small": "classifier.3",
+             "efficientnet_b0": "classifier.1"}
 
 
 def torch_worker(args):
@@ -46,6 +52,11 @@ def torch_worker(args):
         feats = torchvision.models.vgg11_bn().features
         net = nn.Sequential(feats, nn.Flatten(), nn.Linear(512, 10))
         head = "2"
+    elif args.model in ZOO_HEADS:  # torchvision's own model, 10 classes (infer and train modes)
+        net = getattr(torchvision.models, args.model)(num_classes=10)
+        head = ZOO_HEADS[args.model]
+        if args.mode == "frozen":
+            raise SystemExit(f"frozen mode is not scripted for {args.model}")
     else:
         raise SystemExit(f"unknown model {args.model}")
 

@@ -23,6 +23,7 @@
 #include "xfer/models/zoo.hpp"
 #include "xfer/nn/gradcheck.hpp"
 #include "xfer/nn/loss.hpp"
+#include "isa_loop.hpp"
 
 namespace unit_zoo {
 
@@ -167,6 +168,48 @@ TEST_CASE("SqueezeExcitation, StochasticDepth and Sigmoid backward match finite 
   for (double f : sd.noise()) dropped += f == 0 ? 1 : 0;
   CHECK(dropped > 0);  // the fixed mask drops some rows and keeps others: both paths are checked
   CHECK(dropped < 6);
+}
+
+TEST_CASE("SiLU and Sigmoid float kernels match the double formulas on every ISA path") {
+  using namespace unit_zoo;
+  // Every 0.01 over [-100, 100] plus 1003 normals * 6 (a length that leaves a tail after 8 lanes).
+  std::vector<float> x;
+  for (int i = -10000; i <= 10000; ++i) x.push_back(static_cast<float>(i) * 0.01f);
+  Rng rng(95);
+  for (int i = 0; i < 1003; ++i) x.push_back(static_cast<float>(6 * rng.normal()));
+  Tensor<float> in({static_cast<int64_t>(x.size())});
+  std::copy(x.begin(), x.end(), in.begin());
+  Tensor<float> dy({in.numel()});
+  for (auto& v : dy) v = static_cast<float>(rng.uniform(-1, 1));
+  double worst = 0;
+  auto compare = [&](const Tensor<float>& got, auto&& exact) {
+    for (int64_t i = 0; i < in.numel(); ++i) {
+      const double r = exact(static_cast<double>(in[i])), e = std::fabs(got[i] - r);
+      if (std::fabs(r) > 1e-20) worst = std::max(worst, e / std::fabs(r));
+      REQUIRE(e <= 2e-6 * std::fabs(r) + 1e-30);  // values below ~1e-30 may flush to zero
+    }
+  };
+  const int isas = xfer::test::for_each_isa(
+      [&] {
+        xfer::nn::SiLU<float> silu;
+        xfer::nn::Sigmoid<float> sigmoid;
+        auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+        compare(silu.forward(in), [&](double v) { return v * sig(v); });
+        const Tensor<float>& ds = silu.backward(dy);
+        for (int64_t i = 0; i < in.numel(); ++i) {
+          const double v = in[i], s = sig(v), r = dy[i] * s * (1 + v * (1 - s));
+          REQUIRE(std::fabs(ds[i] - r) <= 2e-6 * std::fabs(dy[i]) * (1 + std::fabs(v)));
+        }
+        compare(sigmoid.forward(in), sig);
+        const Tensor<float>& dg = sigmoid.backward(dy);
+        for (int64_t i = 0; i < in.numel(); ++i) {
+          const double s = sig(in[i]), r = dy[i] * s * (1 - s);
+          REQUIRE(std::fabs(dg[i] - r) <= 2e-6 * std::fabs(dy[i]));
+        }
+      },
+      [](xfer::Isa isa) { return isa >= xfer::Isa::avx2 ? xfer::Isa::avx2 : xfer::Isa::generic; });
+  CHECK(isas >= 1);
+  std::cout << "SiLU / Sigmoid float kernels: worst relative error " << worst << " over " << isas << " ISA paths\n";
 }
 
 TEST_CASE("InvertedResidual, MBConv and Bottleneck backward match finite differences") {

@@ -34,10 +34,27 @@ inline std::pair<int64_t, int64_t> dw_columns(int64_t out, int64_t in, int64_t s
   return {std::min(lo, out), std::clamp<int64_t>(hi, 0, out)};
 }
 
+// dw_columns for every kernel column j, computed once per plane instead of once per row and tap
+// (two integer divisions each: on 7x7 maps they cost as much as the multiply-adds).
+struct DwColumns {
+  static constexpr int64_t kMax = 32;
+  int64_t lo[kMax], hi[kMax];
+  explicit DwColumns(const Conv2dGeometry& g) {
+    for (int64_t j = 0; j < std::min(g.kw, kMax); ++j) {
+      const auto [a, b] = dw_columns(g.ow, g.w, g.sw, j * g.dil_w - g.pw);
+      lo[j] = a, hi[j] = b;
+    }
+  }
+  std::pair<int64_t, int64_t> at(const Conv2dGeometry& g, int64_t j) const {
+    return j < kMax ? std::pair<int64_t, int64_t>{lo[j], hi[j]} : dw_columns(g.ow, g.w, g.sw, j * g.dil_w - g.pw);
+  }
+};
+
 // One output plane: y = relu?(sum_taps w * x * scale + shift + residual); r may be null.
 template <class T>
 [[gnu::always_inline]] inline void dw_forward_body(const Conv2dGeometry& g, const T* xp, const T* wp, T* yp, T sc,
                                                    T sh, const T* r, bool relu) {
+  const DwColumns cols(g);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     T* yr = yp + oy * g.ow;
     for (int64_t ox = 0; ox < g.ow; ++ox) yr[ox] = T(0);
@@ -47,7 +64,7 @@ template <class T>
       const T* xr = xp + iy * g.w;
       for (int64_t j = 0; j < g.kw; ++j) {
         const int64_t off = j * g.dil_w - g.pw;
-        const auto [lo, hi] = dw_columns(g.ow, g.w, g.sw, off);
+        const auto [lo, hi] = cols.at(g, j);
         const T wv = wp[i * g.kw + j];
         if (g.sw == 1) {
           const T* xs = xr + off;
@@ -71,6 +88,7 @@ template <class T>
 [[gnu::always_inline]] inline void dw_backward_data_body(const Conv2dGeometry& g, int64_t m, const T* dyp, const T* wp,
                                                          T* dxp) {
   const int64_t P = g.out_plane(), KK = g.kh * g.kw;
+  const DwColumns cols(g);
   for (int64_t q = 0; q < g.h * g.w; ++q) dxp[q] = T(0);
   for (int64_t mq = 0; mq < m; ++mq) {
     const T* dyc = dyp + mq * P;
@@ -83,7 +101,7 @@ template <class T>
         T* dxr = dxp + iy * g.w;
         for (int64_t j = 0; j < g.kw; ++j) {
           const int64_t off = j * g.dil_w - g.pw;
-          const auto [lo, hi] = dw_columns(g.ow, g.w, g.sw, off);
+          const auto [lo, hi] = cols.at(g, j);
           const T wv = wc[i * g.kw + j];
           if (g.sw == 1) {
             T* ds = dxr + off;
@@ -101,6 +119,7 @@ template <class T>
 // partial sums (vectorisable without reassociating a reduction); the caller sums the lanes.
 template <class T>
 [[gnu::always_inline]] inline void dw_backward_weights_body(const Conv2dGeometry& g, const T* xp, const T* dyp, T* acc) {
+  const DwColumns cols(g);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const T* dyr = dyp + oy * g.ow;
     for (int64_t i = 0; i < g.kh; ++i) {
@@ -109,7 +128,7 @@ template <class T>
       const T* xr = xp + iy * g.w;
       for (int64_t j = 0; j < g.kw; ++j) {
         const int64_t off = j * g.dil_w - g.pw;
-        const auto [lo, hi] = dw_columns(g.ow, g.w, g.sw, off);
+        const auto [lo, hi] = cols.at(g, j);
         T* a = acc + (i * g.kw + j) * g.ow;
         if (g.sw == 1) {
           const T* xs = xr + off;

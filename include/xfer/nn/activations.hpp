@@ -5,15 +5,17 @@
 // strictly inside (-3, 3); hardswish: x / 3 + 1/2 on [-3, 3), 1 at 3), and the formulas are torch's
 // own, so values and gradients agree with torch's at every input, kinks included. (torch's double
 // hardsigmoid gradient uses 1/6 rounded to float; ours is exact.) Each layer keeps a pointer to its
-// input for backward.
+// input for backward. Float SiLU and Sigmoid run the vectorised kernels of kernels/activation.hpp.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <type_traits>
 #include <string>
 
 #include "xfer/core/parallel.hpp"
+#include "xfer/kernels/activation.hpp"
 #include "xfer/nn/module.hpp"
 #include "xfer/nn/relu.hpp"
 
@@ -33,6 +35,10 @@ class Elementwise : public Module<T> {
     const int64_t n = x.numel();
     const T* a = x.data();
     T* b = y_.data();
+    if constexpr (std::is_same_v<T, float> && requires { F::kernel; }) {
+      kernels::exp_activation_forward<F::kernel>(a, b, n);
+      return y_;
+    }
     XFER_OMP_FOR(n)
     for (int64_t i = 0; i < n; ++i) b[i] = F::value(a[i]);
     return y_;
@@ -46,6 +52,10 @@ class Elementwise : public Module<T> {
     const int64_t n = dy.numel();
     const T *g = dy.data(), *a = x_->data();
     T* d = dx_.data();
+    if constexpr (std::is_same_v<T, float> && requires { F::kernel; }) {
+      kernels::exp_activation_backward<F::kernel>(a, g, d, n);
+      return dx_;
+    }
     XFER_OMP_FOR(n)
     for (int64_t i = 0; i < n; ++i) d[i] = g[i] * F::derivative(a[i]);
     return dx_;
@@ -79,6 +89,7 @@ struct HardswishFn {
   }
 };
 struct SiLUFn {
+  static constexpr kernels::ExpActivation kernel = kernels::ExpActivation::SiLU;  // the float path
   static std::string name() { return "SiLU"; }
   template <class T>
   static T sigmoid(T x) {
@@ -95,6 +106,7 @@ struct SiLUFn {
   }
 };
 struct SigmoidFn {
+  static constexpr kernels::ExpActivation kernel = kernels::ExpActivation::Sigmoid;  // the float path
   static std::string name() { return "Sigmoid"; }
   template <class T>
   static T value(T x) {
