@@ -1,5 +1,6 @@
 // Naive reference kernels (tests only): direct loops over the definitions, summed in double, that the
-// fast kernels of include/xfer/kernels/ are compared against.
+// fast kernels of include/xfer/kernels/ are compared against. The convolutions take any groups
+// and dilation (Conv2dGeometry).
 #pragma once
 
 #include <algorithm>
@@ -11,17 +12,19 @@ namespace xfer::kernels {
 
 template <class T>
 void conv2d_forward_reference(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t cg = g.c / g.groups, og = g.o / g.groups;  // channels per group
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t o = 0; o < g.o; ++o)
       for (int64_t oy = 0; oy < g.oh; ++oy)
         for (int64_t ox = 0; ox < g.ow; ++ox) {
           double s = bias ? static_cast<double>(bias[o]) : 0.0;
-          for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t cl = 0; cl < cg; ++cl)
             for (int64_t i = 0; i < g.kh; ++i)
               for (int64_t j = 0; j < g.kw; ++j) {
-                const int64_t iy = oy * g.sh - g.ph + i, ix = ox * g.sw - g.pw + j;
+                const int64_t c = o / og * cg + cl;
+                const int64_t iy = oy * g.sh - g.ph + i * g.dil_h, ix = ox * g.sw - g.pw + j * g.dil_w;
                 if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-                s += static_cast<double>(w[((o * g.c + c) * g.kh + i) * g.kw + j]) *
+                s += static_cast<double>(w[((o * cg + cl) * g.kh + i) * g.kw + j]) *
                      static_cast<double>(x[((n * g.c + c) * g.h + iy) * g.w + ix]);
               }
           y[((n * g.o + o) * g.oh + oy) * g.ow + ox] = static_cast<T>(s);
@@ -30,24 +33,27 @@ void conv2d_forward_reference(const Conv2dGeometry& g, const T* x, const T* w, c
 
 template <class T>
 void conv2d_backward_data_reference(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
+  const int64_t cg = g.c / g.groups, og = g.o / g.groups;  // channels per group
   std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t o = 0; o < g.o; ++o)
       for (int64_t oy = 0; oy < g.oh; ++oy)
         for (int64_t ox = 0; ox < g.ow; ++ox) {
           const T d = dy[((n * g.o + o) * g.oh + oy) * g.ow + ox];
-          for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t cl = 0; cl < cg; ++cl)
             for (int64_t i = 0; i < g.kh; ++i)
               for (int64_t j = 0; j < g.kw; ++j) {
-                const int64_t iy = oy * g.sh - g.ph + i, ix = ox * g.sw - g.pw + j;
+                const int64_t c = o / og * cg + cl;
+                const int64_t iy = oy * g.sh - g.ph + i * g.dil_h, ix = ox * g.sw - g.pw + j * g.dil_w;
                 if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-                dx[((n * g.c + c) * g.h + iy) * g.w + ix] += d * w[((o * g.c + c) * g.kh + i) * g.kw + j];
+                dx[((n * g.c + c) * g.h + iy) * g.w + ix] += d * w[((o * cg + cl) * g.kh + i) * g.kw + j];
               }
         }
 }
 
 template <class T>
 void conv2d_backward_weights_reference(const Conv2dGeometry& g, const T* x, const T* dy, T* dw, T* db) {
+  const int64_t cg = g.c / g.groups, og = g.o / g.groups;  // channels per group
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t o = 0; o < g.o; ++o)
       for (int64_t oy = 0; oy < g.oh; ++oy)
@@ -55,12 +61,13 @@ void conv2d_backward_weights_reference(const Conv2dGeometry& g, const T* x, cons
           const T d = dy[((n * g.o + o) * g.oh + oy) * g.ow + ox];
           if (db) db[o] += d;
           if (!dw) continue;
-          for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t cl = 0; cl < cg; ++cl)
             for (int64_t i = 0; i < g.kh; ++i)
               for (int64_t j = 0; j < g.kw; ++j) {
-                const int64_t iy = oy * g.sh - g.ph + i, ix = ox * g.sw - g.pw + j;
+                const int64_t c = o / og * cg + cl;
+                const int64_t iy = oy * g.sh - g.ph + i * g.dil_h, ix = ox * g.sw - g.pw + j * g.dil_w;
                 if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-                dw[((o * g.c + c) * g.kh + i) * g.kw + j] += d * x[((n * g.c + c) * g.h + iy) * g.w + ix];
+                dw[((o * cg + cl) * g.kh + i) * g.kw + j] += d * x[((n * g.c + c) * g.h + iy) * g.w + ix];
               }
         }
 }

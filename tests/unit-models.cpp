@@ -202,7 +202,7 @@ TEST_CASE("Bad input names the layer or pattern and the expected versus actual v
   CHECK_THROWS_WITH(net->freeze("layer5"), Catch::Contains("'layer5'") && Catch::Contains("matches no parameter") &&
                                                Catch::Contains("layer4"));
   CHECK_THROWS_WITH(net->unfreeze("fc.weights"), Catch::Contains("'fc.weights'"));
-  CHECK_THROWS_WITH(create<float>("resnet50"), Catch::Contains("unknown model 'resnet50'") && Catch::Contains("resnet18"));
+  CHECK_THROWS_WITH(create<float>("resnet101"), Catch::Contains("unknown model 'resnet101'") && Catch::Contains("resnet18"));
 }
 
 }  // namespace unit_models

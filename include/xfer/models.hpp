@@ -2,6 +2,8 @@
 #pragma once
 
 #include "xfer/models/conv4.hpp"
+#include "xfer/models/efficientnet.hpp"
+#include "xfer/models/mobilenet.hpp"
 #include "xfer/models/model.hpp"
 #include "xfer/models/resnet.hpp"
 #include "xfer/models/vgg.hpp"

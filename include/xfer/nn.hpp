@@ -13,6 +13,7 @@
 #include "xfer/nn/chain.hpp"
 #include "xfer/nn/conv2d.hpp"
 #include "xfer/nn/conv_bn_act.hpp"
+#include "xfer/nn/conv_norm_activation.hpp"
 #include "xfer/nn/dropout.hpp"
 #include "xfer/nn/flatten.hpp"
 #include "xfer/nn/gradcheck.hpp"
@@ -25,3 +26,5 @@
 #include "xfer/nn/relu.hpp"
 #include "xfer/nn/selector.hpp"
 #include "xfer/nn/sequential.hpp"
+#include "xfer/nn/squeeze_excitation.hpp"
+#include "xfer/nn/stochastic_depth.hpp"

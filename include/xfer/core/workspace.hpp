@@ -10,7 +10,9 @@
 
 namespace xfer::detail {
 
-enum class Scratch { Columns = 0, Gather = 1, Extra = 2, Taps = 3, Count = 4 };
+// GroupIn / GroupOut / Dilated hold the per-group and dilation-expanded operands of
+// kernels/conv2d.hpp, around dense kernels that use the other slots.
+enum class Scratch { Columns = 0, Gather = 1, Extra = 2, Taps = 3, GroupIn = 4, GroupOut = 5, Dilated = 6, Count = 7 };
 
 template <class T>
 T* scratch(Scratch slot, int64_t elements) {

@@ -4,9 +4,10 @@
 //
 // The one thing to know: the exporter walks the module tree by known types and registered child
 // names (the forward order of each container is known here, not discovered by tracing), so it
-// covers exactly: ResNet (BasicBlock, downsample), VGG (incl. the CIFAR head), Sequential (conv4)
-// of Conv2d, BatchNorm2d, ReLU, Hardsigmoid, Hardswish, SiLU, MaxPool2d, AdaptiveAvgPool2d,
-// Flatten, Linear and Dropout. Any
+// covers exactly: ResNet (BasicBlock, Bottleneck, downsample), VGG (incl. the CIFAR head),
+// MobileNetV3 and EfficientNet (InvertedResidual / MBConv, SqueezeExcitation, StochasticDepth as
+// the identity), Sequential (conv4) of Conv2d (groups, dilation), BatchNorm2d, ReLU, Hardsigmoid,
+// Hardswish, SiLU, Sigmoid, MaxPool2d, AdaptiveAvgPool2d, Flatten, Linear and Dropout. Any
 // other module is an xfer::Error naming its path and type, and no file is written. BatchNorm2d
 // becomes BatchNormalization with the running statistics (eval form) by default;
 // {.fold_batchnorm = true} folds it into the preceding Conv2d instead. The batch dimension is the
@@ -31,6 +32,8 @@
 
 #include "xfer/core/error.hpp"
 #include "xfer/io/atomic_file.hpp"
+#include "xfer/models/features_classifier.hpp"
+#include "xfer/models/inverted_residual.hpp"
 #include "xfer/models/resnet.hpp"
 #include "xfer/models/vgg.hpp"
 #include "xfer/nn/activations.hpp"
@@ -42,6 +45,8 @@
 #include "xfer/nn/pooling.hpp"
 #include "xfer/nn/relu.hpp"
 #include "xfer/nn/sequential.hpp"
+#include "xfer/nn/squeeze_excitation.hpp"
+#include "xfer/nn/stochastic_depth.hpp"
 
 namespace xfer::io {
 
@@ -138,8 +143,9 @@ class OnnxBuilder {
   [[noreturn]] static void unsupported(nn::Module<float>& m, const std::string& path) {
     throw Error(xfer::detail::concat(
         "save_onnx: module '", path.empty() ? "<root>" : path, "' of type ", m.type_name(), "(", m.extra_repr(),
-        ") is not supported by the ONNX exporter (known: ResNet, BasicBlock, VGG, Sequential, Conv2d, BatchNorm2d, ReLU, "
-        "Hardsigmoid, Hardswish, SiLU, MaxPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout)"));
+        ") is not supported by the ONNX exporter (known: ResNet, BasicBlock, Bottleneck, VGG, MobileNetV3, EfficientNet, "
+        "InvertedResidual, MBConv, SqueezeExcitation, StochasticDepth, Sequential, Conv2d, BatchNorm2d, ReLU, "
+        "Hardsigmoid, Hardswish, SiLU, Sigmoid, MaxPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout)"));
   }
 
   OnnxValue module(nn::Module<float>& m, const std::string& path, OnnxValue x) {
@@ -152,7 +158,20 @@ class OnnxBuilder {
       }
       return x;
     }
+    if (dynamic_cast<models::FeaturesClassifier<float>*>(&m)) {  // features, avgpool, flatten, classifier
+      for (const auto& [name, child] : m.children()) x = module(*child, join(path, name), x);
+      return x;
+    }
     if (auto* block = dynamic_cast<models::BasicBlock<float>*>(&m)) return basic_block(*block, path, x);
+    if (auto* block = dynamic_cast<models::Bottleneck<float>*>(&m)) return bottleneck(*block, path, x);
+    if (auto* block = dynamic_cast<models::InvertedResidual<float>*>(&m)) {
+      // block(x) (+ x); stochastic depth is the identity at inference.
+      const OnnxValue h = module(block->block(), join(path, "block"), x);
+      if (!block->has_residual()) return h;
+      return residual_add(*block, path, h, x, false);
+    }
+    if (auto* se = dynamic_cast<nn::SqueezeExcitation<float>*>(&m)) return squeeze_excitation(*se, path, x);
+    if (dynamic_cast<nn::StochasticDepth<float>*>(&m)) return x;
     if (dynamic_cast<nn::Sequential<float>*>(&m) && m.type_name() == "Sequential") {
       for (const auto& [name, child] : m.children()) x = module(*child, join(path, name), x);
       return x;
@@ -166,6 +185,7 @@ class OnnxBuilder {
       const OnnxValue g = hardsigmoid(path + ".gate", x);  // before opset 14: x * hardsigmoid(x)
       return node("Mul", path, {x.name, g.name}, x.shape);
     }
+    if (dynamic_cast<nn::Sigmoid<float>*>(&m)) return node("Sigmoid", path, {x.name}, x.shape);
     if (dynamic_cast<nn::SiLU<float>*>(&m)) {  // ONNX has no SiLU op: x * sigmoid(x)
       const OnnxValue g = node("Sigmoid", path + ".gate", {x.name}, x.shape);
       return node("Mul", path, {x.name, g.name}, x.shape);
@@ -199,17 +219,46 @@ class OnnxBuilder {
     h = conv(b.conv2(), join(path, "conv2"), h);
     h = batchnorm(b.bn2(), join(path, "bn2"), h);
     const OnnxValue s = b.downsample() ? module(*b.downsample(), join(path, "downsample"), x) : x;
+    return residual_add(b, path, h, s, true);
+  }
+
+  // relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)).
+  OnnxValue bottleneck(models::Bottleneck<float>& b, const std::string& path, const OnnxValue& x) {
+    OnnxValue h = x;
+    nn::Conv2d<float>* convs[] = {&b.conv1(), &b.conv2(), &b.conv3()};
+    nn::BatchNorm2d<float>* bns[] = {&b.bn1(), &b.bn2(), &b.bn3()};
+    for (int i = 0; i < 3; ++i) {
+      h = conv(*convs[i], join(path, "conv" + std::to_string(i + 1)), h);
+      h = batchnorm(*bns[i], join(path, "bn" + std::to_string(i + 1)), h);
+      if (i < 2) h = node("Relu", join(path, "relu"), {h.name}, h.shape);
+    }
+    const OnnxValue s = b.downsample() ? module(*b.downsample(), join(path, "downsample"), x) : x;
+    return residual_add(b, path, h, s, true);
+  }
+
+  // branch + shortcut (then ReLU for the ResNet blocks).
+  OnnxValue residual_add(nn::Module<float>& b, const std::string& path, const OnnxValue& h, const OnnxValue& s, bool relu) {
     XFER_CHECK(s.shape == h.shape, "save_onnx: ", describe(b, path), ": shortcut shape ", batched(s.shape),
                " differs from the residual branch's ", batched(h.shape));
     const OnnxValue sum = node("Add", join(path, "add"), {h.name, s.name}, h.shape);
-    return node("Relu", join(path, "relu"), {sum.name}, sum.shape);
+    return relu ? node("Relu", join(path, "relu"), {sum.name}, sum.shape) : sum;
+  }
+
+  // x * scale_activation(fc2(activation(fc1(avgpool(x))))), the product broadcast over H, W.
+  OnnxValue squeeze_excitation(nn::SqueezeExcitation<float>& se, const std::string& path, const OnnxValue& x) {
+    expect_image(se, path, x, se.options().input_channels);
+    OnnxValue s = node("GlobalAveragePool", join(path, "avgpool"), {x.name}, {x.shape[0], 1, 1});
+    for (const char* name : {"fc1", "activation", "fc2", "scale_activation"})
+      for (const auto& [child_name, child] : se.children())
+        if (child_name == name) s = module(*child, join(path, name), s);
+    return node("Mul", join(path, "scale"), {x.name, s.name}, x.shape);
   }
 
   OnnxValue conv(nn::Conv2d<float>& c, const std::string& path, const OnnxValue& x) {
     const auto& o = c.options();
     expect_image(c, path, x, o.in_channels);
-    const int64_t k = o.kernel_size, s = o.stride, p = o.padding;
-    const int64_t oh = (x.shape[1] + 2 * p - k) / s + 1, ow = (x.shape[2] + 2 * p - k) / s + 1;
+    const int64_t k = o.kernel_size, s = o.stride, p = o.padding, d = o.dilation, span = d * (k - 1) + 1;
+    const int64_t oh = (x.shape[1] + 2 * p - span) / s + 1, ow = (x.shape[2] + 2 * p - span) / s + 1;
     XFER_CHECK(oh > 0 && ow > 0, "save_onnx: ", describe(c, path), " gets a ", batched(x.shape), " input: output would be empty");
     LastConv lc;
     lc.weight = param(join(path, "weight"), c.weight());
@@ -223,7 +272,13 @@ class OnnxBuilder {
     ints(n, "kernel_shape", {k, k});
     ints(n, "strides", {s, s});
     ints(n, "pads", {p, p, p, p});
-    ints(n, "dilations", {1, 1});
+    ints(n, "dilations", {d, d});
+    if (o.groups != 1) {
+      auto* a = n.add_attribute();
+      a->set_name("group");
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(o.groups);
+    }
     lc.output = y.name;
     lc.node = static_cast<size_t>(graph_.node_size() - 1);
     last_conv_ = lc;

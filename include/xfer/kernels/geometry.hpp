@@ -7,21 +7,31 @@
 
 namespace xfer::kernels {
 
+// Weights are [o, c / groups, kh, kw]: output channel oc sees input channels
+// [(oc / (o / groups)) * (c / groups), + c / groups) only. Tap (i, j) reads input pixel
+// (oy * sh - ph + i * dil_h, ox * sw - pw + j * dil_w).
 struct Conv2dGeometry {
   int64_t n = 0, c = 0, h = 0, w = 0;  // input
   int64_t o = 0, kh = 0, kw = 0;       // weights
   int64_t sh = 1, sw = 1, ph = 0, pw = 0;
   int64_t oh = 0, ow = 0;  // output, derived
+  int64_t groups = 1, dil_h = 1, dil_w = 1;
 
   void finish() {
-    oh = (h + 2 * ph - kh) / sh + 1;
-    ow = (w + 2 * pw - kw) / sw + 1;
+    oh = (h + 2 * ph - dil_h * (kh - 1) - 1) / sh + 1;
+    ow = (w + 2 * pw - dil_w * (kw - 1) - 1) / sw + 1;
   }
-  int64_t ckk() const { return c * kh * kw; }
+  int64_t c_per_group() const { return c / groups; }
+  int64_t o_per_group() const { return o / groups; }
+  int64_t ckk() const { return c_per_group() * kh * kw; }  // weights per output channel
   int64_t out_plane() const { return oh * ow; }
+  // groups == 1 and no dilation: the GEMM kernels' case.
+  bool dense() const { return groups == 1 && dil_h == 1 && dil_w == 1; }
+  // Each output channel reads one input channel (depthwise, with any channel multiplier).
+  bool depthwise() const { return groups > 1 && groups == c; }
   // A 1x1 convolution whose output plane is its input plane (the GEMM reads x as it is).
   bool pointwise() const {
-    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && oh == h && ow == w;
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && oh == h && ow == w && groups == 1;
   }
   double flops() const { return 2.0 * n * o * ckk() * out_plane(); }
 };

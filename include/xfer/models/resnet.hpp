@@ -7,6 +7,9 @@
 // (conv1, bn1, conv2, bn2, downsample.0, downsample.1). Each conv + BN (+ ReLU) pair runs as an
 // nn::ConvBnAct unit over those children; conv2's unit also adds the shortcut before its ReLU, so
 // with folded BN the whole tail of the block is one GEMM epilogue.
+// ResNet-50 uses Bottleneck (torchvision's v1.5: the stride on the 3x3 conv2),
+// relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)) with 4x expansion, names
+// conv1..3, bn1..3, downsample.0/1; again each conv + BN pair is an nn::ConvBnAct unit.
 #pragma once
 
 #include <array>
@@ -103,6 +106,90 @@ class BasicBlock : public nn::Module<T> {
   Tensor<T> dx_;
 };
 
+struct BottleneckOptions {
+  int64_t in_channels = 64;
+  int64_t width = 64;  // the 3x3 conv's channels; the block outputs 4 * width
+  int64_t stride = 1;
+};
+
+template <class T>
+class Bottleneck : public nn::Module<T> {
+ public:
+  static constexpr int64_t expansion = 4;
+  explicit Bottleneck(BottleneckOptions o, Rng& rng = global_rng()) : opt_(o) {
+    const int64_t w = o.width, out = w * expansion;
+    auto conv = [&](const char* name, int64_t in, int64_t outc, int64_t k, int64_t stride) {
+      return this->register_module(name, std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{in, outc, k, stride, k / 2, false}, rng));
+    };
+    conv1_ = conv("conv1", o.in_channels, w, 1, 1);
+    bn1_ = this->register_module("bn1", std::make_shared<nn::BatchNorm2d<T>>(w));
+    conv2_ = conv("conv2", w, w, 3, o.stride);
+    bn2_ = this->register_module("bn2", std::make_shared<nn::BatchNorm2d<T>>(w));
+    conv3_ = conv("conv3", w, out, 1, 1);
+    bn3_ = this->register_module("bn3", std::make_shared<nn::BatchNorm2d<T>>(out));
+    if (o.stride != 1 || o.in_channels != out) {
+      downsample_ = this->register_module("downsample", std::make_shared<nn::Sequential<T>>());
+      downsample_->push_back(std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions{o.in_channels, out, 1, o.stride, 0, false}, rng));
+      downsample_->push_back(std::make_shared<nn::BatchNorm2d<T>>(out));
+      downsample_->fuse(0, {.relu = false});
+    }
+    unit1_ = std::make_unique<nn::ConvBnAct<T>>(*conv1_, *bn1_);
+    unit2_ = std::make_unique<nn::ConvBnAct<T>>(*conv2_, *bn2_);
+    unit3_ = std::make_unique<nn::ConvBnAct<T>>(*conv3_, *bn3_);
+  }
+  std::string type_name() const override { return "Bottleneck"; }
+  std::string extra_repr() const override {
+    return xfer::detail::concat(opt_.in_channels, " -> ", opt_.width, " -> ", opt_.width * expansion, ", stride=", opt_.stride);
+  }
+  nn::Conv2d<T>& conv1() { return *conv1_; }
+  nn::Conv2d<T>& conv2() { return *conv2_; }
+  nn::Conv2d<T>& conv3() { return *conv3_; }
+  nn::BatchNorm2d<T>& bn1() { return *bn1_; }
+  nn::BatchNorm2d<T>& bn2() { return *bn2_; }
+  nn::BatchNorm2d<T>& bn3() { return *bn3_; }
+  nn::Sequential<T>* downsample() { return downsample_.get(); }
+
+  std::vector<nn::ConvBnAct<T>*> own_fusion_units() override { return {unit1_.get(), unit2_.get(), unit3_.get()}; }
+
+ protected:
+  const Tensor<T>& forward_impl(const Tensor<T>& x) override {
+    const Tensor<T>& s = downsample_ ? downsample_->forward(x) : x;
+    return unit3_->forward(unit2_->forward(unit1_->forward(x)), &s);
+  }
+  const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
+    const bool need1 = need_input_grad || unit1_->needs_grad();  // unit1's output gradient is needed
+    const bool need2 = need1 || unit2_->needs_grad();
+    const Tensor<T>& d3 = unit3_->backward(dy, need2);
+    const Tensor<T>& dres = unit3_->residual_grad();
+    const Tensor<T>* d2 = need2 ? &unit2_->backward(d3, need1) : nullptr;
+    const Tensor<T>* dmain = need1 ? &unit1_->backward(*d2, need_input_grad) : nullptr;
+    const Tensor<T>* dshort = &dres;
+    if (downsample_)
+      dshort = (need_input_grad || downsample_->needs_grad()) ? &downsample_->backward(dres, need_input_grad) : nullptr;
+    if (need_input_grad) {
+      dx_.resize(dmain->shape());
+      const int64_t n = dx_.numel();
+      const T *a = dmain->data(), *b = dshort->data();
+      T* out = dx_.data();
+      XFER_OMP_FOR(n)
+      for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+    }
+    if (need1) unit1_->release_input_grad();
+    if (need2) unit2_->release_input_grad();
+    if (downsample_ && dshort) downsample_->release_input_grad();
+    unit3_->release_input_grad();
+    return need_input_grad ? dx_ : this->empty_tensor();
+  }
+
+ private:
+  BottleneckOptions opt_;
+  std::shared_ptr<nn::Conv2d<T>> conv1_, conv2_, conv3_;
+  std::shared_ptr<nn::BatchNorm2d<T>> bn1_, bn2_, bn3_;
+  std::shared_ptr<nn::Sequential<T>> downsample_;
+  std::unique_ptr<nn::ConvBnAct<T>> unit1_, unit2_, unit3_;
+  Tensor<T> dx_;
+};
+
 enum class Stem { ImageNet, Cifar };
 
 struct ResNetOptions {
@@ -110,7 +197,8 @@ struct ResNetOptions {
   Stem stem = Stem::ImageNet;
   uint64_t seed = 0;
   std::array<int, 4> layers = {2, 2, 2, 2};  // blocks per stage: {2,2,2,2} is ResNet-18, {3,4,6,3} ResNet-34
-  bool zero_init_residual = false;          // torchvision's option: bn2.weight = 0 in every block
+  bool zero_init_residual = false;          // torchvision's option: bn2.weight (bn3.weight) = 0 in every block
+  bool bottleneck = false;                  // Bottleneck blocks ({3,4,6,3}: ResNet-50), else BasicBlock
 };
 
 template <class T>
@@ -130,18 +218,23 @@ class ResNet : public Model<T> {
       chain_.push(*this->register_module("maxpool", std::make_shared<nn::MaxPool2d<T>>(nn::MaxPool2dOptions{3, 2, 1})));
     int64_t in = 64;
     const std::array<int64_t, 4> widths = {64, 128, 256, 512};
+    const int64_t expansion = o.bottleneck ? Bottleneck<T>::expansion : 1;
     for (int s = 0; s < 4; ++s) {
       auto stage = std::make_shared<nn::Sequential<T>>();
+      const int64_t width = widths[static_cast<size_t>(s)];
       for (int b = 0; b < o.layers[static_cast<size_t>(s)]; ++b) {
         const int64_t stride = (s > 0 && b == 0) ? 2 : 1;
-        stage->push_back(std::make_shared<BasicBlock<T>>(BasicBlockOptions{in, widths[static_cast<size_t>(s)], stride}, rng));
-        in = widths[static_cast<size_t>(s)];
+        if (o.bottleneck)
+          stage->push_back(std::make_shared<Bottleneck<T>>(BottleneckOptions{in, width, stride}, rng));
+        else
+          stage->push_back(std::make_shared<BasicBlock<T>>(BasicBlockOptions{in, width, stride}, rng));
+        in = width * expansion;
       }
       chain_.push(*this->register_module("layer" + std::to_string(s + 1), stage));
     }
     chain_.push(*this->register_module("avgpool", std::make_shared<nn::AdaptiveAvgPool2d<T>>(1)));
     chain_.push(*this->register_module("flatten", std::make_shared<nn::Flatten<T>>()));  // torch.flatten in torchvision
-    fc_ = this->register_module("fc", std::make_shared<nn::Linear<T>>(nn::LinearOptions{512, o.num_classes}, rng));
+    fc_ = this->register_module("fc", std::make_shared<nn::Linear<T>>(nn::LinearOptions{in, o.num_classes}, rng));
     chain_.push(*fc_);
     init_like_torchvision(rng);
     this->flatten_parameters();
@@ -150,7 +243,7 @@ class ResNet : public Model<T> {
   std::string type_name() const override { return opt_.stem == Stem::ImageNet ? "ResNet" : "ResNet(cifar stem)"; }
   std::string head_name() const override { return "fc"; }
   int64_t num_classes() const override { return fc_->options().out_features; }
-  int64_t num_features() const override { return 512; }
+  int64_t num_features() const override { return opt_.bottleneck ? 2048 : 512; }
   const ResNetOptions& options() const { return opt_; }
   nn::Linear<T>& fc() { return *fc_; }
   std::vector<nn::ConvBnAct<T>*> own_fusion_units() override { return {stem_.get()}; }
@@ -177,8 +270,10 @@ class ResNet : public Model<T> {
   void init_like_torchvision(Rng& rng) {
     for (auto& [name, m] : this->named_modules()) {
       if (auto* conv = dynamic_cast<nn::Conv2d<T>*>(m)) nn::init::kaiming_normal_fan_out(conv->weight(), rng);
-      if (opt_.zero_init_residual)
+      if (opt_.zero_init_residual) {
         if (auto* block = dynamic_cast<BasicBlock<T>*>(m)) nn::init::constant(block->bn2().weight(), T(0));
+        if (auto* block = dynamic_cast<Bottleneck<T>*>(m)) nn::init::constant(block->bn3().weight(), T(0));
+      }
     }
   }
 
@@ -199,6 +294,12 @@ std::shared_ptr<ResNet<T>> resnet18(ResNetOptions o = {}) {
 template <class T>
 std::shared_ptr<ResNet<T>> resnet34(ResNetOptions o = {}) {
   o.layers = {3, 4, 6, 3};
+  return std::make_shared<ResNet<T>>(o);
+}
+template <class T>
+std::shared_ptr<ResNet<T>> resnet50(ResNetOptions o = {}) {
+  o.layers = {3, 4, 6, 3};
+  o.bottleneck = true;
   return std::make_shared<ResNet<T>>(o);
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "xfer/models/init.hpp"
 #include "xfer/models/model.hpp"
 #include "xfer/nn/batchnorm.hpp"
 #include "xfer/nn/chain.hpp"
@@ -110,17 +111,7 @@ class VGG : public Model<T> {
   }
 
  private:
-  void init_like_torchvision(Rng& rng) {
-    for (auto& [name, m] : this->named_modules()) {
-      if (auto* conv = dynamic_cast<nn::Conv2d<T>*>(m)) {
-        nn::init::kaiming_normal_fan_out(conv->weight(), rng);
-        if (conv->bias()) nn::init::constant(*conv->bias(), T(0));
-      } else if (auto* lin = dynamic_cast<nn::Linear<T>*>(m)) {
-        nn::init::normal(lin->weight(), 0.0, 0.01, rng);
-        if (lin->bias()) nn::init::constant(*lin->bias(), T(0));
-      }
-    }
-  }
+  void init_like_torchvision(Rng& rng) { models::init_like_torchvision(*this, LinearInit::Normal001, rng); }
 
   VggOptions opt_;
   std::shared_ptr<nn::Sequential<T>> features_, classifier_;

@@ -1,5 +1,6 @@
 // The activations of MobileNetV3 and EfficientNet, elementwise like PyTorch's modules:
-//   Hardsigmoid(x) = relu6(x + 3) / 6,  Hardswish(x) = x * relu6(x + 3) / 6,  SiLU(x) = x * sigmoid(x).
+//   Hardsigmoid(x) = relu6(x + 3) / 6,  Hardswish(x) = x * relu6(x + 3) / 6,  SiLU(x) = x * sigmoid(x),
+//   Sigmoid(x) = 1 / (1 + exp(-x)); and make_activation(Activation) for blocks that take one by name.
 // The one thing to know: the derivatives at the kinks follow PyTorch 1.13 (hardsigmoid: 1/6 only
 // strictly inside (-3, 3); hardswish: x / 3 + 1/2 on [-3, 3), 1 at 3), and the formulas are torch's
 // own, so values and gradients agree with torch's at every input, kinks included. (torch's double
@@ -9,10 +10,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 
 #include "xfer/core/parallel.hpp"
 #include "xfer/nn/module.hpp"
+#include "xfer/nn/relu.hpp"
 
 namespace xfer::nn {
 
@@ -91,6 +94,18 @@ struct SiLUFn {
     return s * (T(1) + x * (T(1) - s));
   }
 };
+struct SigmoidFn {
+  static std::string name() { return "Sigmoid"; }
+  template <class T>
+  static T value(T x) {
+    return T(1) / (T(1) + std::exp(-x));
+  }
+  template <class T>
+  static T derivative(T x) {
+    const T s = value(x);
+    return s * (T(1) - s);
+  }
+};
 }  // namespace detail
 
 template <class T>
@@ -99,5 +114,23 @@ template <class T>
 class Hardswish : public detail::Elementwise<T, detail::HardswishFn> {};
 template <class T>
 class SiLU : public detail::Elementwise<T, detail::SiLUFn> {};
+template <class T>
+class Sigmoid : public detail::Elementwise<T, detail::SigmoidFn> {};
+
+// The activation a block is configured with (torchvision passes the class; None: no module).
+enum class Activation { None, ReLU, Hardswish, Hardsigmoid, SiLU, Sigmoid };
+
+template <class T>
+std::shared_ptr<Module<T>> make_activation(Activation a) {
+  switch (a) {
+    case Activation::ReLU: return std::make_shared<ReLU<T>>();
+    case Activation::Hardswish: return std::make_shared<Hardswish<T>>();
+    case Activation::Hardsigmoid: return std::make_shared<Hardsigmoid<T>>();
+    case Activation::SiLU: return std::make_shared<SiLU<T>>();
+    case Activation::Sigmoid: return std::make_shared<Sigmoid<T>>();
+    case Activation::None: break;
+  }
+  return nullptr;
+}
 
 }  // namespace xfer::nn

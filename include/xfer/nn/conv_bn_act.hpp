@@ -148,7 +148,7 @@ class ConvBnAct {
   // The folded backward (see the rule at the top); g is the gradient before the ReLU.
   void backward_folded(const Tensor<T>& g, bool need_input_grad) {
     const kernels::Conv2dGeometry& geo = geom_;
-    const int64_t N = geo.n, O = geo.o, P = geo.out_plane(), K = geo.c * geo.kh * geo.kw;
+    const int64_t N = geo.n, O = geo.o, P = geo.out_plane(), K = geo.ckk();
     Parameter<T>& w = conv_.weight();
     Parameter<T>* b = conv_.bias();
     Parameter<T>& gamma = bn_.weight();
