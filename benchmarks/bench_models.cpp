@@ -11,30 +11,42 @@
 // chosen at run time (XFER_ISA=generic|avx2|avx512 forces a lower one) and printed with the result.
 // The batch is the same every step, so the loss of a training mode falls (loss_first / loss_last in
 // the JSON, over all steps including warm-up); --steps N runs exactly N timed steps (the ctest uses it).
-#include <sys/resource.h>
-
+// Training steps use optim::SGD (lr 0.01, momentum 0.9) and its zero_grad, as a user's loop does.
+// Memory: rss_base_mb is the resident set after the model and batch exist; the kernel's high-water
+// mark is then reset (/proc/self/clear_refs) and rss_peak_mb is the high-water mark over warm-up and
+// timed steps, so rss_peak_mb - rss_base_mb is what stepping adds (compare_pytorch.py measures
+// PyTorch the same way).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "xfer/core/cpu.hpp"
 #include "xfer/core/parallel.hpp"
 #include "xfer/models/zoo.hpp"
 #include "xfer/nn/loss.hpp"
+#include "xfer/optim/sgd.hpp"
 
 using namespace xfer;
 
 namespace {
 
-double peak_rss_mb() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+// A "VmRSS:" / "VmHWM:" line of /proc/self/status, in MB (the kernel reports kB).
+double proc_status_mb(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) / 1024.0;
+  return 0.0;
 }
+
+// Resets the high-water mark of the resident set to the current size (Linux >= 4.0).
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 std::string zoo_name(const std::string& model) {
   if (model == "vgg11" || model == "vgg13" || model == "vgg16") return model + "-cifar";
@@ -78,35 +90,22 @@ int main(int argc, char** argv) {
     nn::Labels y(static_cast<size_t>(batch));
     for (auto& l : y) l = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
 
-    // SGD with momentum 0.9 on the trainable ranges of the arena (what torch.optim.SGD does).
-    auto& arena = net->arena();
-    std::vector<std::pair<int64_t, int64_t>> ranges;
-    for (auto& np : arena.params)
-      if (np.param->trainable) ranges.emplace_back(np.param->offset, np.param->numel);
-    AlignedVector<float> momentum(arena.values.size(), 0.0f);
-    const float lr = 0.01f, mu = 0.9f;
+    std::optional<optim::SGD<float>> opt;
+    if (mode != "infer") opt.emplace(net->parameters(), optim::SGDOptions{.lr = 0.01, .momentum = 0.9});
 
     std::vector<double> losses;
     auto step = [&] {
       const Tensor<float>& logits = net->forward(x);
       auto [loss, grad] = nn::cross_entropy(logits, y);
       losses.push_back(loss);
-      if (mode == "infer") return;
-      // Like optimizer.zero_grad(): only the trainable ranges (a frozen backbone's gradient
-      // buffer is never written, and clearing 45 MB of it would dominate a frozen step).
-      for (auto [off, n] : ranges) std::fill_n(arena.grads.data() + off, n, 0.0f);
+      if (!opt) return;
+      opt->zero_grad();
       net->backward(grad, false);
-      for (auto [off, n] : ranges) {
-        float* w = arena.values.data() + off;
-        const float* g = arena.grads.data() + off;
-        float* m = momentum.data() + off;
-        for (int64_t i = 0; i < n; ++i) {
-          m[i] = mu * m[i] + g[i];
-          w[i] -= lr * m[i];
-        }
-      }
+      opt->step();
     };
 
+    const double rss_base = proc_status_mb("VmRSS:");
+    reset_peak_rss();
     for (int i = 0; i < warmup; ++i) step();
     std::vector<double> rates;
     using clock = std::chrono::steady_clock;
@@ -124,15 +123,15 @@ int main(int argc, char** argv) {
     const double median = sorted.size() % 2 ? sorted[sorted.size() / 2]
                                             : 0.5 * (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]);
     const double worst = sorted.front();
-    const double rss = peak_rss_mb();
+    const double rss = proc_status_mb("VmHWM:");
     if (!json) {
-      std::printf("%s %s batch=%lld threads=%d isa=%s: %.1f img/s median, %.1f min over %zu steps, peak RSS %.0f MB, loss %.4f -> %.4f\n",
+      std::printf("%s %s batch=%lld threads=%d isa=%s: %.1f img/s median, %.1f min over %zu steps, RSS %.0f MB base + %.0f MB stepping, loss %.4f -> %.4f\n",
                   model.c_str(), mode.c_str(), static_cast<long long>(batch), threads, isa_summary().c_str(), median,
-                  worst, rates.size(), rss, losses.front(), losses.back());
+                  worst, rates.size(), rss_base, rss - rss_base, losses.front(), losses.back());
     } else {
       nlohmann::json j{{"model", model},         {"mode", mode},           {"batch", batch},
                        {"threads", threads},     {"img_per_s", median},    {"img_per_s_min", worst},
-                       {"peak_rss_mb", rss},     {"steps", rates.size()},  {"isa", isa_name(active_isa())},
+                       {"rss_base_mb", rss_base}, {"rss_peak_mb", rss}, {"steps", rates.size()},  {"isa", isa_name(active_isa())},
                        {"cpu", cpu_info().brand}, {"loss_first", losses.front()}, {"loss_last", losses.back()}};
       std::cout << j.dump() << std::endl;
     }

@@ -7,6 +7,9 @@
 
 #include "fixture_json.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_activations {
+
 using namespace xfer;
 using namespace xfer::nn;
 
@@ -71,3 +74,5 @@ TEST_CASE("Hardsigmoid, Hardswish and SiLU match torch 1.13, kinks included") {
     if (n == "SiLU") check_torch<float, SiLU>(n, "f32", 1e-6, 1e-6), check_torch<double, SiLU>(n, "f64", 1e-14, 1e-14);
   }
 }
+
+}  // namespace unit_activations

@@ -15,6 +15,9 @@
 #include "fixture_json.hpp"
 #include <xfer/data/auto_augment.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_augment {
+
 using namespace xfer;
 using namespace xfer::data;
 using json = nlohmann::json;
@@ -133,3 +136,5 @@ TEST_CASE("RandAugment applies num_ops ops at its fixed magnitude bin") {
   Rng r(1);
   CHECK_THROWS_WITH(ra.apply(gray, r), Catch::Contains("1 or 3 channels"));
 }
+
+}  // namespace unit_augment

@@ -15,6 +15,9 @@
 #include "fixture_json.hpp"
 #include <xfer/optim/clip_grad.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_clip_grad {
+
 using namespace xfer;
 using json = nlohmann::json;
 
@@ -103,3 +106,5 @@ TEST_CASE("clip_grad_norm and clip_grad_value reject bad arguments; value clippi
   CHECK(optim::clip_grad_norm(ps, 0.1) == 0.0);  // no trainable parameter: nothing to clip
   CHECK(a.grad[0] == 1.0f);
 }
+
+}  // namespace unit_clip_grad

@@ -16,6 +16,9 @@
 #include "xfer/nn/conv_bn_act.hpp"
 #include "isa_loop.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_conv_bn_act {
+
 using namespace xfer;
 
 namespace {
@@ -179,3 +182,5 @@ TEST_CASE("ConvBnAct folds from the explicit BN state, never from trainable flag
   nn::BatchNorm2d<double> wrong(4);
   CHECK_THROWS_AS(nn::ConvBnAct<double>(conv, wrong), Error);
 }
+
+}  // namespace unit_conv_bn_act

@@ -21,6 +21,9 @@
 #include "xfer/data/open_dataset.hpp"
 #include "xfer/data/split.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_data_datasets {
+
 using namespace xfer;
 using namespace xfer::data;
 namespace fs = std::filesystem;
@@ -373,3 +376,5 @@ TEST_CASE("open_dataset detects CIFAR-10 binaries and ImageFolders, and explains
   }
   CHECK(seen == 12);
 }
+
+}  // namespace unit_data_datasets

@@ -9,6 +9,9 @@
 #include "xfer/data/loader.hpp"
 #include "xfer/io/state_json.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_data_loader {
+
 using namespace xfer;
 using namespace xfer::data;
 
@@ -196,3 +199,5 @@ TEST_CASE("Loader bad input: empty dataset, zero batch, mixed image sizes, inval
   Loader<float> fixed(mixed, Compose(Resize(4), CenterCrop(4)), LoaderOptions{.batch_size = 2});
   CHECK(fixed.next()->x.shape() == Shape{2, 3, 4, 4});
 }
+
+}  // namespace unit_data_loader

@@ -10,6 +10,9 @@
 
 #include "xfer/data/transforms.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_data_transforms {
+
 using namespace xfer;
 using namespace xfer::data;
 using json = nlohmann::json;
@@ -410,3 +413,5 @@ TEST_CASE("transforms reject bad arguments and bad images with clear errors") {
   CHECK_THROWS_WITH(RandomRotation(-3), Catch::Contains(">= 0"));
   CHECK_THROWS_WITH(Resize(Size{4, 0}), Catch::Contains("positive"));
 }
+
+}  // namespace unit_data_transforms

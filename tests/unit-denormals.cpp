@@ -33,6 +33,9 @@
 #include <xfer/optim/adam.hpp>
 #include <xfer/optim/sgd.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_denormals {
+
 using namespace xfer;
 using kernels::fp_control_t;
 using kernels::kFlushDenormals;
@@ -318,3 +321,5 @@ TEST_CASE("XFER_FLUSH_DENORMALS=0 turns flushing off", "[.env-off]") {
   opt.step();
   CHECK(count_subnormal_state(opt) == 2 * (1 << 18));
 }
+
+}  // namespace unit_denormals

@@ -6,6 +6,9 @@
 
 #include <set>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_dist_sampler {
+
 using namespace xfer;
 
 namespace {
@@ -73,3 +76,5 @@ TEST_CASE("Distributed sampler: iteration, drop_last and bad ranks") {
   CHECK_THROWS_WITH(data::Loader<float>(ds, {.rank = 2, .world = 2}), Catch::Contains("rank 2 of world 2"));
   CHECK_THROWS_AS(data::Loader<float>(ds, {.rank = 0, .world = 0}), Error);
 }
+
+}  // namespace unit_dist_sampler

@@ -10,6 +10,9 @@
 #include <xfer/io/train_state_json.hpp>
 #include <xfer/train/early_stopping.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_early_stopping {
+
 using namespace xfer;
 
 namespace {
@@ -110,3 +113,5 @@ TEST_CASE("EarlyStopping state survives a JSON round trip; bad JSON is an xfer::
   j.erase("bad_epochs");
   CHECK_THROWS_WITH(io::early_stopping_state_from_json(j), Catch::Contains("missing key 'bad_epochs'"));
 }
+
+}  // namespace unit_early_stopping

@@ -16,6 +16,9 @@
 #include <xfer/nn/sequential.hpp>
 #include <xfer/train/ema.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_ema {
+
 using namespace xfer;
 
 namespace {
@@ -184,3 +187,5 @@ TEST_CASE("ModelEma refuses a model re-flattened after it was created, and bad o
   CHECK_THROWS_WITH(train::ModelEma<double>(*net, {.decay = 1.5}), Catch::Contains("decay must be in [0, 1]"));
   CHECK_THROWS_WITH(train::ModelEma<double>(*net, {.decay = 0.9, .min_decay = 0.95}), Catch::Contains("min_decay"));
 }
+
+}  // namespace unit_ema

@@ -4,6 +4,9 @@
 
 #include <set>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_episodes {
+
 using namespace xfer;
 using namespace xfer::meta;
 
@@ -122,3 +125,5 @@ TEST_CASE("MeanCI reports the mean and the 95% interval 1.96 * s / sqrt(n)") {
   // sample std of {0.4, 0.5, 0.6, 0.7} = sqrt(0.05 / 3)
   CHECK(s.ci95() == Approx(1.96 * std::sqrt(0.05 / 3) / 2));
 }
+
+}  // namespace unit_episodes

@@ -15,6 +15,9 @@
 #include "xfer/io/safetensors.hpp"
 #include "xfer/io/state_dict.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_fuzz_regressions {
+
 using namespace xfer;
 using Catch::Matchers::Contains;
 using Catch::Matchers::Message;
@@ -192,3 +195,5 @@ TEST_CASE("The CIFAR-10 seed holds two records with labels 3 and 9") {
   CHECK(ds.label(0) == 3);
   CHECK(ds.label(1) == 9);
 }
+
+}  // namespace unit_fuzz_regressions

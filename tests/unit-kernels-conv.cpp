@@ -14,6 +14,9 @@
 #include "isa_loop.hpp"
 #include "reference_kernels.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_kernels_conv {
+
 using namespace xfer;
 using kernels::Conv2dGeometry;
 
@@ -231,3 +234,5 @@ TEST_CASE("ISA selection: XFER_ISA values, limits and overrides") {
   const CpuInfo& c = cpu_info();
   CHECK((best >= Isa::avx2) == (c.avx2 && c.fma && c.os_ymm));
 }
+
+}  // namespace unit_kernels_conv

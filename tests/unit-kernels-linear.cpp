@@ -8,6 +8,9 @@
 #include "xfer/nn/linear.hpp"
 #include "isa_loop.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_kernels_linear {
+
 using namespace xfer;
 
 TEST_CASE("Linear float forward and backward match the double implementation") {
@@ -41,3 +44,5 @@ TEST_CASE("Linear float forward and backward match the double implementation") {
   }
   });
 }
+
+}  // namespace unit_kernels_linear

@@ -8,6 +8,9 @@
 #include "xfer/nn/pooling.hpp"
 #include "isa_loop.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_kernels_pool {
+
 using namespace xfer;
 
 TEST_CASE("MaxPool2d float forward and backward match the double reference on odd shapes with NaN and ties") {
@@ -49,3 +52,5 @@ TEST_CASE("MaxPool2d float forward and backward match the double reference on od
   }
   }, [](Isa isa) { return isa == Isa::avx512 ? isa : Isa::generic; });
 }
+
+}  // namespace unit_kernels_pool

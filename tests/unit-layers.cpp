@@ -2,6 +2,9 @@
 #include <catch2/catch.hpp>
 #include <xfer/xfer.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_layers {
+
 using namespace xfer;
 using namespace xfer::nn;
 
@@ -176,3 +179,5 @@ TEST_CASE("Layers reject inputs of the wrong shape with the layer and both shape
   CHECK_THROWS_AS(Linear<float>({.in_features = 4, .out_features = 0}), Error);
   CHECK_THROWS_AS(Dropout<float>(1.0), Error);
 }
+
+}  // namespace unit_layers

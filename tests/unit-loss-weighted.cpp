@@ -13,6 +13,9 @@
 #include "fixture_json.hpp"
 #include <xfer/nn/loss.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_loss_weighted {
+
 using namespace xfer;
 using json = nlohmann::json;
 
@@ -115,3 +118,5 @@ TEST_CASE("soft_cross_entropy with one-hot targets equals cross_entropy with lab
   CHECK(a.loss == Approx(b.loss).epsilon(1e-14));
   for (int64_t i = 0; i < z.numel(); ++i) CHECK(a.grad[i] == Approx(b.grad[i]).margin(1e-15));
 }
+
+}  // namespace unit_loss_weighted

@@ -3,6 +3,9 @@
 
 #include <cmath>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_loss {
+
 using namespace xfer;
 using namespace xfer::nn;
 
@@ -67,3 +70,5 @@ TEST_CASE("count_correct counts argmax hits") {
   Tensor<float> z({3, 2}, {0, 1, 1, 0, 2, 3});
   CHECK(count_correct(z, {1, 1, 1}) == 2);
 }
+
+}  // namespace unit_loss

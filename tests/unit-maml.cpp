@@ -8,6 +8,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_maml {
+
 using namespace xfer;
 using namespace xfer::nn;
 using json = nlohmann::json;
@@ -595,3 +598,5 @@ TEST_CASE("MAML++ options are validated") {
   CHECK_THROWS_WITH(maml.set_step_loss_weights({1.0}), Catch::Contains("1 step loss weights for 2 inner steps"));
   CHECK_THROWS_WITH(maml.step_lrs(), Catch::Contains("learn_step_lrs"));
 }
+
+}  // namespace unit_maml

@@ -7,6 +7,9 @@
 
 #include <cmath>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_meta_fewshot {
+
 using namespace xfer;
 using namespace xfer::nn;
 
@@ -165,3 +168,5 @@ TEST_CASE("Bad episode setups are clear errors: too few images per class, too fe
                     Catch::Contains("train: images have different sizes (sample 0 is 8x8x3, sample 10 is 6x6x3)"));
   CHECK_THROWS_WITH(meta::make_batch(ds, {0, 10}, norm), Catch::Contains("--image-size"));
 }
+
+}  // namespace unit_meta_fewshot

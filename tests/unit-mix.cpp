@@ -8,6 +8,9 @@
 
 #include <xfer/data/mix.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_mix {
+
 using namespace xfer;
 using namespace xfer::data;
 
@@ -121,3 +124,5 @@ TEST_CASE("CutMix's random box follows its lambda; MixUp and CutMix refuse bad i
   CHECK_THROWS_WITH(mu.apply_params(batch, {0, 3}, 0.5), Catch::Contains("label 3 of sample 1"));
   CHECK_THROWS_WITH(mu.apply_params(batch, {0}, 0.5), Catch::Contains("1 labels for a batch of 2"));
 }
+
+}  // namespace unit_mix

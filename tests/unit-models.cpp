@@ -5,6 +5,9 @@
 
 #include <fstream>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_models {
+
 using namespace xfer;
 using namespace xfer::models;
 
@@ -201,3 +204,5 @@ TEST_CASE("Bad input names the layer or pattern and the expected versus actual v
   CHECK_THROWS_WITH(net->unfreeze("fc.weights"), Catch::Contains("'fc.weights'"));
   CHECK_THROWS_WITH(create<float>("resnet101"), Catch::Contains("unknown model 'resnet101'") && Catch::Contains("resnet18"));
 }
+
+}  // namespace unit_models

@@ -10,6 +10,9 @@
 #include <fstream>
 #include <map>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_onnx {
+
 using namespace xfer;
 namespace fs = std::filesystem;
 
@@ -297,3 +300,5 @@ TEST_CASE("Export the ONNX Runtime comparison set", "[.onnx-export]") {
   std::ofstream(dir / "cases.json") << cases.dump(1);
   CHECK(cases.size() == 16);
 }
+
+}  // namespace unit_onnx

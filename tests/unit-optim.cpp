@@ -18,6 +18,9 @@
 #include <xfer/optim/optimizer.hpp>
 #include <xfer/optim/sgd.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_optim {
+
 using namespace xfer;
 using json = nlohmann::json;
 
@@ -191,6 +194,27 @@ TEST_CASE("zero_grad zeroes the gradients of every parameter of the optimizer") 
   opt.zero_grad();
   for (auto& p : ps.p)
     for (int64_t i = 0; i < p->numel; ++i) CHECK(p->grad[i] == 0.0);
+}
+
+TEST_CASE("zero_grad clears a frozen parameter once, then skips it until it trains again") {
+  Params<double> ps;
+  ps.set_grads(0);
+  ps.p[2]->trainable = false;
+  optim::SGD<double> opt(ps.all(), {.lr = 0.1});
+  opt.zero_grad();
+  // Nothing writes a frozen gradient; this marker shows that zero_grad no longer touches it.
+  ps.p[2]->grad[0] = 7.0;
+  ps.p[0]->grad[0] = 7.0;
+  opt.zero_grad();
+  CHECK(ps.p[2]->grad[0] == 7.0);
+  CHECK(ps.p[0]->grad[0] == 0.0);
+  ps.p[2]->trainable = true;  // unfrozen: cleared every step again
+  opt.zero_grad();
+  CHECK(ps.p[2]->grad[0] == 0.0);
+  ps.p[2]->trainable = false;  // frozen again: cleared once more
+  ps.p[2]->grad[0] = 5.0;
+  opt.zero_grad();
+  CHECK(ps.p[2]->grad[0] == 0.0);
 }
 
 TEST_CASE("Group specs fall back to the optimizer defaults; set_lr changes one or all groups") {
@@ -501,3 +525,5 @@ TEST_CASE("SGD and Adam each fit a tiny linear regression") {
   CHECK(adam_first > 1.0f);
   CHECK(adam_last < 1e-3f * adam_first);
 }
+
+}  // namespace unit_optim

@@ -24,6 +24,9 @@
 #include "xfer/nn/conv2d.hpp"
 #include "xfer/nn/loss.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_parity {
+
 using namespace xfer;
 namespace fs = std::filesystem;
 
@@ -305,3 +308,5 @@ TEST_CASE("Round trip 2/2: the state torch wrote back loads into xfer identicall
     }
   }
 }
+
+}  // namespace unit_parity

@@ -6,6 +6,9 @@
 
 #include <xfer/data/random_erasing.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_random_erasing {
+
 using namespace xfer;
 using namespace xfer::data;
 
@@ -64,3 +67,5 @@ TEST_CASE("RandomErasing erases with probability p and gives up when nothing fit
   CHECK_THROWS_WITH(two.apply_params(img, {.erase = true, .top = 0, .left = 0, .height = 2, .width = 2}, rng),
                     Catch::Contains("2 fill values for an image with 3 channels"));
 }
+
+}  // namespace unit_random_erasing

@@ -17,6 +17,9 @@
 #include "xfer/nn/conv2d.hpp"
 #include "xfer/nn/sequential.hpp"
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_safetensors {
+
 using namespace xfer;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
@@ -521,3 +524,5 @@ TEST_CASE("Randomly corrupted and truncated files give xfer::Error or valid tens
   CHECK(errors > 1000);  // most mutations must be caught
   CHECK(opened > 0);     // some (data bytes, padding) are harmless
 }
+
+}  // namespace unit_safetensors

@@ -18,6 +18,9 @@
 #include <xfer/optim/onecycle.hpp>
 #include <xfer/optim/sgd.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_schedulers_cyclic {
+
 using namespace xfer;
 using json = nlohmann::json;
 
@@ -159,3 +162,5 @@ TEST_CASE("OneCycleLR and CosineAnnealingWarmRestarts reject bad options and for
   CHECK_THROWS_WITH(w.load_state(one.state()), Catch::Contains("saved by a OneCycleLR"));
   CHECK_THROWS_WITH(one.load_state(w.state()), Catch::Contains("saved by a CosineAnnealingWarmRestarts"));
 }
+
+}  // namespace unit_schedulers_cyclic

@@ -14,6 +14,9 @@
 #include <xfer/optim/scheduler.hpp>
 #include <xfer/optim/sgd.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_schedulers {
+
 using namespace xfer;
 using json = nlohmann::json;
 
@@ -293,3 +296,5 @@ TEST_CASE("A scheduler refuses to step an optimizer whose group count changed") 
   t.opt.add_param_group({.params = {&c}});
   CHECK_THROWS_WITH(sched.step(), Catch::Contains("the optimizer now has 3 parameter groups, the scheduler was built for 2"));
 }
+
+}  // namespace unit_schedulers

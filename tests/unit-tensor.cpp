@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 #include <xfer/core/tensor.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_tensor {
+
 using xfer::Tensor;
 
 TEST_CASE("Tensor has a shape, an element count and NCHW access") {
@@ -71,3 +74,5 @@ TEST_CASE("recycled tensor storage is reused by the best fitting later resize") 
   xfer::free_spare_buffers();
   CHECK(xfer::detail::spare_buffers<float>().bytes() == 0);
 }
+
+}  // namespace unit_tensor

@@ -30,6 +30,9 @@
 #include <xfer/train/ema.hpp>
 #include <xfer/train/epoch.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_train_basics_loop {
+
 using namespace xfer;
 
 namespace {
@@ -126,3 +129,5 @@ TEST_CASE("The training-basics loop of the README trains a small CNN and evaluat
   io::load_safetensors(*fresh, best);
   CHECK(train::evaluate(*fresh, val_loader).accuracy == stop.best());
 }
+
+}  // namespace unit_train_basics_loop

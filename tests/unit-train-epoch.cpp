@@ -2,6 +2,9 @@
 #include <catch2/catch.hpp>
 #include <xfer/xfer.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_train_epoch {
+
 using namespace xfer;
 
 namespace {
@@ -69,3 +72,5 @@ TEST_CASE("train_epoch stops on a non-finite loss before the optimizer step, nam
   CHECK(std::isinf(head.value[1]));
   CHECK(before[0] == head.value[0]);
 }
+
+}  // namespace unit_train_epoch

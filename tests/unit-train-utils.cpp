@@ -8,6 +8,9 @@
 #include <fstream>
 #include <sstream>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_train_utils {
+
 using namespace xfer;
 
 namespace {
@@ -91,3 +94,5 @@ TEST_CASE("write_file_atomic replaces the whole file and leaves no temp file") {
   CHECK(std::distance(std::filesystem::directory_iterator(dir), {}) == 1);
   CHECK_THROWS_AS(io::write_file_atomic(dir / "missing-dir" / "b.txt", "x"), Error);
 }
+
+}  // namespace unit_train_utils

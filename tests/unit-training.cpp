@@ -4,6 +4,9 @@
 #include <xfer/optim/sgd.hpp>
 #include <xfer/xfer.hpp>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_training {
+
 using namespace xfer;
 
 TEST_CASE("ResNet-18 (ImageNet stem) memorises 64 random 32x32 images with 10 labels") {
@@ -82,3 +85,5 @@ TEST_CASE("A small CNN learns a separable synthetic problem to > 95% held-out ac
   INFO("held-out accuracy " << acc);
   CHECK(acc > 0.95);
 }
+
+}  // namespace unit_training

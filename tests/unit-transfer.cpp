@@ -9,6 +9,9 @@
 #include <fstream>
 #include <set>
 
+// Unity-built with other unit tests (tests/CMakeLists.txt): this file's names stay in its namespace.
+namespace unit_transfer {
+
 namespace fs = std::filesystem;
 using namespace xfer;
 
@@ -234,3 +237,5 @@ TEST_CASE("the class report counts top-1, top-5, per-class accuracy and the conf
   CHECK(train::confusion_csv(r).rfind("true\\predicted,a,b,c,d,e,f,accuracy\na,2,0,0,0,0,0,1.0000\n", 0) == 0);
   CHECK(train::confusion_svg(r).find("<svg") == 0);
 }
+
+}  // namespace unit_transfer

@@ -105,10 +105,20 @@ class Optimizer : public LrGroups {
     }
   }
 
-  // Zeroes the gradients of every parameter this optimizer holds (frozen ones included).
+  // Zeroes the gradients of every parameter this optimizer holds (frozen ones included). Nothing
+  // writes a frozen parameter's gradient, so it is cleared once, the first time it is seen frozen,
+  // and then skipped: a frozen backbone costs no memset per step (45 MB for ResNet-18).
   void zero_grad() {
-    for (auto& group : groups_)
-      for (auto* p : group.params) p->zero_grad();
+    zeroed_while_frozen_.resize(groups_.size());
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      auto& clean = zeroed_while_frozen_[g];
+      clean.resize(groups_[g].params.size(), 0);
+      for (size_t i = 0; i < clean.size(); ++i) {
+        nn::Parameter<T>* p = groups_[g].params[i];
+        if (p->trainable || !clean[i]) p->zero_grad();
+        clean[i] = !p->trainable;
+      }
+    }
   }
 
   size_t num_groups() const override { return groups_.size(); }
@@ -251,6 +261,7 @@ class Optimizer : public LrGroups {
     }
     load_options(st.options, where + ": options", /*apply=*/true);
     groups_ = std::move(new_groups);
+    zeroed_while_frozen_.clear();
     state_ = std::move(new_state);
   }
 
@@ -309,6 +320,7 @@ class Optimizer : public LrGroups {
 
   std::vector<ParamGroup<T>> groups_;
   std::vector<std::vector<ParamState>> state_;
+  std::vector<std::vector<char>> zeroed_while_frozen_;  // zero_grad: cleared since it was frozen
 };
 
 }  // namespace xfer::optim
