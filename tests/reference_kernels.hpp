@@ -4,8 +4,13 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
+#include "xfer/core/rng.hpp"
 #include "xfer/kernels/geometry.hpp"
 
 namespace xfer::kernels {
@@ -70,6 +75,38 @@ void conv2d_backward_weights_reference(const Conv2dGeometry& g, const T* x, cons
                 dw[((o * cg + cl) * g.kh + i) * g.kw + j] += d * x[((n * g.c + c) * g.h + iy) * g.w + ix];
               }
         }
+}
+
+// ---- helpers shared by the kernel tests ----------------------------------------------------------
+
+// n values uniform in [-1, 1).
+template <class T>
+std::vector<T> random_values(int64_t n, Rng& rng) {
+  std::vector<T> v(static_cast<size_t>(n));
+  for (auto& e : v) e = static_cast<T>(rng.uniform(-1, 1));
+  return v;
+}
+
+// Largest |a - b| relative to the largest |b| (scale-free, so long sums in float are judged fairly).
+// Throws on a size mismatch, which a Catch2 CHECK around the call reports as a failure.
+template <class T>
+double max_rel_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) throw std::logic_error("max_rel_diff: sizes differ");
+  double worst = 0, scale = 1e-30;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return worst / scale;
+}
+
+// One line naming a convolution's shape, for test messages.
+inline std::string describe(const Conv2dGeometry& g) {
+  return "n=" + std::to_string(g.n) + " c=" + std::to_string(g.c) + " " + std::to_string(g.h) + "x" +
+         std::to_string(g.w) + " o=" + std::to_string(g.o) + " k=" + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
+         " s=" + std::to_string(g.sh) + "," + std::to_string(g.sw) + " p=" + std::to_string(g.ph) + "," +
+         std::to_string(g.pw) + " groups=" + std::to_string(g.groups) + " dil=" + std::to_string(g.dil_h) + "," +
+         std::to_string(g.dil_w);
 }
 
 }  // namespace xfer::kernels

@@ -22,32 +22,9 @@ namespace unit_conv_groups {
 using xfer::Rng;
 using xfer::Tensor;
 using xfer::kernels::Conv2dGeometry;
-
-template <class T>
-std::vector<T> random_values(int64_t n, Rng& rng) {
-  std::vector<T> v(static_cast<size_t>(n));
-  for (auto& e : v) e = static_cast<T>(rng.uniform(-1, 1));
-  return v;
-}
-
-template <class T>
-double max_rel(const std::vector<T>& a, const std::vector<T>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0, scale = 1e-30;
-  for (size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
-    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
-  }
-  return worst / scale;
-}
-
-std::string describe(const Conv2dGeometry& g) {
-  return "n=" + std::to_string(g.n) + " c=" + std::to_string(g.c) + " " + std::to_string(g.h) + "x" +
-         std::to_string(g.w) + " o=" + std::to_string(g.o) + " k=" + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
-         " s=" + std::to_string(g.sh) + "," + std::to_string(g.sw) + " p=" + std::to_string(g.ph) + "," +
-         std::to_string(g.pw) + " groups=" + std::to_string(g.groups) + " dil=" + std::to_string(g.dil_h) + "," +
-         std::to_string(g.dil_w);
-}
+using xfer::kernels::describe;
+using xfer::kernels::max_rel_diff;
+using xfer::kernels::random_values;
 
 // Forward (plain, with bias, with the fused epilogue), backward-data and backward-weights (which
 // accumulate) against the reference; returns the worst relative error.
@@ -66,7 +43,7 @@ double check_kernels(Conv2dGeometry g, Rng& rng, double tol) {
   std::vector<T> y(static_cast<size_t>(ny), T(7)), y_ref(static_cast<size_t>(ny));
   xfer::kernels::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
   xfer::kernels::conv2d_forward_reference(g, x.data(), w.data(), b.data(), y_ref.data());
-  check(max_rel(y, y_ref));
+  check(max_rel_diff(y, y_ref));
 
   auto scale = random_values<T>(g.o, rng), res = random_values<T>(ny, rng);
   std::vector<T> yf(static_cast<size_t>(ny), T(7)), yf_ref(static_cast<size_t>(ny));
@@ -78,19 +55,19 @@ double check_kernels(Conv2dGeometry g, Rng& rng, double tol) {
     const T v = (y_ref[k] - b[o]) * scale[o] + b[o] + res[k];  // y_ref includes the bias once
     yf_ref[k] = v > T(0) ? v : T(0);
   }
-  check(max_rel(yf, yf_ref));
+  check(max_rel_diff(yf, yf_ref));
 
   std::vector<T> dx(static_cast<size_t>(nx), T(7)), dx_ref(static_cast<size_t>(nx));
   xfer::kernels::conv2d_backward_data(g, dy.data(), w.data(), dx.data());
   xfer::kernels::conv2d_backward_data_reference(g, dy.data(), w.data(), dx_ref.data());
-  check(max_rel(dx, dx_ref));
+  check(max_rel_diff(dx, dx_ref));
 
   auto dw = random_values<T>(nw, rng), db = random_values<T>(g.o, rng);
   auto dw_ref = dw, db_ref = db;
   xfer::kernels::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data());
   xfer::kernels::conv2d_backward_weights_reference(g, x.data(), dy.data(), dw_ref.data(), db_ref.data());
-  check(max_rel(dw, dw_ref));
-  check(max_rel(db, db_ref));
+  check(max_rel_diff(dw, dw_ref));
+  check(max_rel_diff(db, db_ref));
   return worst;
 }
 
@@ -237,7 +214,7 @@ TEST_CASE("ConvBnAct over a depthwise conv equals the plain layers, folded and w
     REQUIRE(outs[1].size() == 5);
     for (size_t i = 0; i < 5; ++i) {
       INFO("output " << i << " (y, dx, d conv.weight, d bn.weight, d bn.bias)");
-      CHECK(max_rel(outs[1][i], outs[0][i]) < 1e-12);
+      CHECK(max_rel_diff(outs[1][i], outs[0][i]) < 1e-12);
     }
   }
 }

@@ -19,34 +19,11 @@ namespace unit_kernels_conv {
 
 using namespace xfer;
 using kernels::Conv2dGeometry;
+using kernels::describe;
+using kernels::max_rel_diff;
+using kernels::random_values;
 
 namespace {
-
-
-template <class T>
-std::vector<T> random_vec(int64_t n, Rng& rng) {
-  std::vector<T> v(static_cast<size_t>(n));
-  for (auto& x : v) x = static_cast<T>(rng.uniform(-1, 1));
-  return v;
-}
-
-// Largest |a - b| relative to the largest |b| (scale-free, so long sums in float are judged fairly).
-template <class T>
-double rel_err(const std::vector<T>& a, const std::vector<T>& b) {
-  double worst = 0, scale = 1e-30;
-  for (size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
-    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
-  }
-  return worst / scale;
-}
-
-std::string describe(const Conv2dGeometry& g) {
-  return "n=" + std::to_string(g.n) + " c=" + std::to_string(g.c) + " " + std::to_string(g.h) + "x" +
-         std::to_string(g.w) + " o=" + std::to_string(g.o) + " k=" + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
-         " s=" + std::to_string(g.sh) + "," + std::to_string(g.sw) + " p=" + std::to_string(g.ph) + "," +
-         std::to_string(g.pw);
-}
 
 template <class T>
 void check_all_kernels(Conv2dGeometry g, Rng& rng, double tol) {
@@ -55,21 +32,21 @@ void check_all_kernels(Conv2dGeometry g, Rng& rng, double tol) {
   REQUIRE(g.oh > 0);
   REQUIRE(g.ow > 0);
   const int64_t nx = g.n * g.c * g.h * g.w, nw = g.o * g.c * g.kh * g.kw, ny = g.n * g.o * g.oh * g.ow;
-  auto x = random_vec<T>(nx, rng), w = random_vec<T>(nw, rng), b = random_vec<T>(g.o, rng);
-  auto dy = random_vec<T>(ny, rng);
+  auto x = random_values<T>(nx, rng), w = random_values<T>(nw, rng), b = random_values<T>(g.o, rng);
+  auto dy = random_values<T>(ny, rng);
 
   std::vector<T> y(ny, T(7)), y_ref(ny);
   kernels::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
   kernels::conv2d_forward_reference(g, x.data(), w.data(), b.data(), y_ref.data());
-  CHECK(rel_err(y, y_ref) < tol);
+  CHECK(max_rel_diff(y, y_ref) < tol);
 
   std::vector<T> y0(ny, T(7));
   kernels::conv2d_forward(g, x.data(), w.data(), static_cast<const T*>(nullptr), y0.data());
   kernels::conv2d_forward_reference(g, x.data(), w.data(), static_cast<const T*>(nullptr), y_ref.data());
-  CHECK(rel_err(y0, y_ref) < tol);
+  CHECK(max_rel_diff(y0, y_ref) < tol);
 
   // Fused epilogue (BN folded + residual + ReLU): relu(scale * conv + shift + residual).
-  auto scale = random_vec<T>(g.o, rng), res = random_vec<T>(ny, rng);
+  auto scale = random_values<T>(g.o, rng), res = random_values<T>(ny, rng);
   std::vector<T> yf(ny, T(7)), yf_ref(ny);
   kernels::conv2d_forward(g, x.data(), w.data(), yf.data(),
                           kernels::ConvEpilogue<T>{.scale = scale.data(), .shift = b.data(), .residual = res.data(), .relu = true});
@@ -79,21 +56,21 @@ void check_all_kernels(Conv2dGeometry g, Rng& rng, double tol) {
                 res[static_cast<size_t>(i)];
     yf_ref[static_cast<size_t>(i)] = v > T(0) ? v : T(0);
   }
-  CHECK(rel_err(yf, yf_ref) < tol);
+  CHECK(max_rel_diff(yf, yf_ref) < tol);
 
   std::vector<T> dx(nx, T(7)), dx_ref(nx);
   kernels::conv2d_backward_data(g, dy.data(), w.data(), dx.data());
   kernels::conv2d_backward_data_reference(g, dy.data(), w.data(), dx_ref.data());
-  CHECK(rel_err(dx, dx_ref) < tol);
+  CHECK(max_rel_diff(dx, dx_ref) < tol);
 
   // Weight gradients accumulate: start both from the same non-zero values.
-  auto dw = random_vec<T>(nw, rng);
-  auto db = random_vec<T>(g.o, rng);
+  auto dw = random_values<T>(nw, rng);
+  auto db = random_values<T>(g.o, rng);
   auto dw_ref = dw, db_ref = db;
   kernels::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data());
   kernels::conv2d_backward_weights_reference(g, x.data(), dy.data(), dw_ref.data(), db_ref.data());
-  CHECK(rel_err(dw, dw_ref) < tol);
-  CHECK(rel_err(db, db_ref) < tol);
+  CHECK(max_rel_diff(dw, dw_ref) < tol);
+  CHECK(max_rel_diff(db, db_ref) < tol);
 }
 
 std::vector<Conv2dGeometry> fixed_shapes() {
@@ -193,14 +170,14 @@ TEST_CASE("packed GEMM honours strided, transposed and batch-folded views and th
   test::for_each_isa([&] {
   for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 33, 5}, {130, 70, 300}, {64, 1100, 40}}) {
     INFO("M=" << M << " N=" << N << " K=" << K);
-    auto a = random_vec<float>(M * K, rng), bsrc = random_vec<float>(K * N, rng), bias = random_vec<float>(M, rng);
+    auto a = random_values<float>(M * K, rng), bsrc = random_values<float>(K * N, rng), bias = random_values<float>(M, rng);
     // A stored transposed (K x M), B stored batch-folded with period 5 as an NCHW tensor.
     const int64_t Pd = 5, imgs = (N + Pd - 1) / Pd;
     std::vector<float> b_nchw(static_cast<size_t>(imgs * K * Pd), 0.0f);
     for (int64_t k = 0; k < K; ++k)
       for (int64_t j = 0; j < N; ++j) b_nchw[static_cast<size_t>((j / Pd) * K * Pd + k * Pd + j % Pd)] = bsrc[k * N + j];
     std::vector<float> c(static_cast<size_t>(M * N)), expect(static_cast<size_t>(M * N));
-    auto c0 = random_vec<float>(M * N, rng);
+    auto c0 = random_values<float>(M * N, rng);
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) {
         double s = 0;
@@ -212,7 +189,7 @@ TEST_CASE("packed GEMM honours strided, transposed and batch-folded views and th
     kernels::gemm(M, N, K, kernels::transposed(a.data(), M),
                   kernels::batch_folded(static_cast<const float*>(b_nchw.data()), K, Pd), kernels::View<float>{c.data(), {N}, {1}},
                   {.accumulate = true, .row_bias = bias.data(), .relu = true});
-    CHECK(rel_err(c, expect) < 1e-5);
+    CHECK(max_rel_diff(c, expect) < 1e-5);
   }
   });
 }
