@@ -50,6 +50,24 @@ struct DwColumns {
   }
 };
 
+// Calls f(i, j, iy, off, lo, hi) for every tap (i, j) of output row oy whose input row iy lies
+// inside the image; [lo, hi) are the output columns whose input column ox * sw + off does too.
+template <class F>
+[[gnu::always_inline]] inline void dw_row_taps(const Conv2dGeometry& g, const DwColumns& cols, int64_t oy, F&& f) {
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t iy = oy * g.sh - g.ph + i * g.dil_h;
+    if (iy < 0 || iy >= g.h) continue;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const auto [lo, hi] = cols.at(g, j);
+      f(i, j, iy, j * g.dil_w - g.pw, lo, hi);
+    }
+  }
+}
+
+// The lambdas below are inlined into the per-ISA copies of the bodies, so their loops are
+// vectorised for that ISA (the stride-1 branches are the contiguous, vectorisable case).
+#define XFER_DW_INLINE __attribute__((always_inline))
+
 // One output plane: y = relu?(sum_taps w * x * scale + shift + residual); r may be null.
 template <class T>
 [[gnu::always_inline]] inline void dw_forward_body(const Conv2dGeometry& g, const T* xp, const T* wp, T* yp, T sc,
@@ -58,22 +76,14 @@ template <class T>
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     T* yr = yp + oy * g.ow;
     for (int64_t ox = 0; ox < g.ow; ++ox) yr[ox] = T(0);
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t iy = oy * g.sh - g.ph + i * g.dil_h;
-      if (iy < 0 || iy >= g.h) continue;
+    dw_row_taps(g, cols, oy, [&](int64_t i, int64_t j, int64_t iy, int64_t off, int64_t lo, int64_t hi) XFER_DW_INLINE {
       const T* xr = xp + iy * g.w;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t off = j * g.dil_w - g.pw;
-        const auto [lo, hi] = cols.at(g, j);
-        const T wv = wp[i * g.kw + j];
-        if (g.sw == 1) {
-          const T* xs = xr + off;
-          for (int64_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xs[ox];
-        } else {
-          for (int64_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * g.sw + off];
-        }
-      }
-    }
+      const T wv = wp[i * g.kw + j];
+      if (g.sw == 1)
+        for (int64_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox + off];
+      else
+        for (int64_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * g.sw + off];
+    });
     const T* rr = r ? r + oy * g.ow : nullptr;
     for (int64_t ox = 0; ox < g.ow; ++ox) {
       T v = yr[ox] * sc + sh;
@@ -91,26 +101,17 @@ template <class T>
   const DwColumns cols(g);
   for (int64_t q = 0; q < g.h * g.w; ++q) dxp[q] = T(0);
   for (int64_t mq = 0; mq < m; ++mq) {
-    const T* dyc = dyp + mq * P;
     const T* wc = wp + mq * KK;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const T* dyr = dyc + oy * g.ow;
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t iy = oy * g.sh - g.ph + i * g.dil_h;
-        if (iy < 0 || iy >= g.h) continue;
+      const T* dyr = dyp + mq * P + oy * g.ow;
+      dw_row_taps(g, cols, oy, [&](int64_t i, int64_t j, int64_t iy, int64_t off, int64_t lo, int64_t hi) XFER_DW_INLINE {
         T* dxr = dxp + iy * g.w;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t off = j * g.dil_w - g.pw;
-          const auto [lo, hi] = cols.at(g, j);
-          const T wv = wc[i * g.kw + j];
-          if (g.sw == 1) {
-            T* ds = dxr + off;
-            for (int64_t ox = lo; ox < hi; ++ox) ds[ox] += wv * dyr[ox];
-          } else {
-            for (int64_t ox = lo; ox < hi; ++ox) dxr[ox * g.sw + off] += wv * dyr[ox];
-          }
-        }
-      }
+        const T wv = wc[i * g.kw + j];
+        if (g.sw == 1)
+          for (int64_t ox = lo; ox < hi; ++ox) dxr[ox + off] += wv * dyr[ox];
+        else
+          for (int64_t ox = lo; ox < hi; ++ox) dxr[ox * g.sw + off] += wv * dyr[ox];
+      });
     }
   }
 }
@@ -122,63 +123,67 @@ template <class T>
   const DwColumns cols(g);
   for (int64_t oy = 0; oy < g.oh; ++oy) {
     const T* dyr = dyp + oy * g.ow;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      const int64_t iy = oy * g.sh - g.ph + i * g.dil_h;
-      if (iy < 0 || iy >= g.h) continue;
+    dw_row_taps(g, cols, oy, [&](int64_t i, int64_t j, int64_t iy, int64_t off, int64_t lo, int64_t hi) XFER_DW_INLINE {
       const T* xr = xp + iy * g.w;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t off = j * g.dil_w - g.pw;
-        const auto [lo, hi] = cols.at(g, j);
-        T* a = acc + (i * g.kw + j) * g.ow;
-        if (g.sw == 1) {
-          const T* xs = xr + off;
-          for (int64_t ox = lo; ox < hi; ++ox) a[ox] += dyr[ox] * xs[ox];
-        } else {
-          for (int64_t ox = lo; ox < hi; ++ox) a[ox] += dyr[ox] * xr[ox * g.sw + off];
-        }
-      }
-    }
+      T* a = acc + (i * g.kw + j) * g.ow;
+      if (g.sw == 1)
+        for (int64_t ox = lo; ox < hi; ++ox) a[ox] += dyr[ox] * xr[ox + off];
+      else
+        for (int64_t ox = lo; ox < hi; ++ox) a[ox] += dyr[ox] * xr[ox * g.sw + off];
+    });
   }
 }
+#undef XFER_DW_INLINE
 
+// The three plane loops as function pointers: the bodies above compiled for one ISA.
+template <class T>
+struct DwLoops {
+  void (*forward)(const Conv2dGeometry&, const T*, const T*, T*, T, T, const T*, bool);
+  void (*backward_data)(const Conv2dGeometry&, int64_t, const T*, const T*, T*);
+  void (*backward_weights)(const Conv2dGeometry&, const T*, const T*, T*);
+};
+
+// Defines dw_loops_SUFFIX(): the bodies inlined into functions compiled with TARGET.
+#define XFER_DW_LOOPS_FOR(SUFFIX, TARGET)                                                                       \
+  struct DwLoops_##SUFFIX {                                                                                     \
+    TARGET static void forward(const Conv2dGeometry& g, const float* xp, const float* wp, float* yp, float sc,  \
+                               float sh, const float* r, bool relu) {                                          \
+      dw_forward_body(g, xp, wp, yp, sc, sh, r, relu);                                                          \
+    }                                                                                                           \
+    TARGET static void backward_data(const Conv2dGeometry& g, int64_t m, const float* dyp, const float* wp,     \
+                                     float* dxp) {                                                              \
+      dw_backward_data_body(g, m, dyp, wp, dxp);                                                                \
+    }                                                                                                           \
+    TARGET static void backward_weights(const Conv2dGeometry& g, const float* xp, const float* dyp, float* acc) { \
+      dw_backward_weights_body(g, xp, dyp, acc);                                                                \
+    }                                                                                                           \
+  };                                                                                                            \
+  inline DwLoops<float> dw_loops_##SUFFIX() {                                                                   \
+    return {&DwLoops_##SUFFIX::forward, &DwLoops_##SUFFIX::backward_data, &DwLoops_##SUFFIX::backward_weights}; \
+  }
 #if XFER_HAVE_AVX2_KERNELS
-XFER_TARGET_AVX2 inline void dw_forward_avx2(const Conv2dGeometry& g, const float* xp, const float* wp, float* yp,
-                                             float sc, float sh, const float* r, bool relu) {
-  dw_forward_body(g, xp, wp, yp, sc, sh, r, relu);
-}
-XFER_TARGET_AVX2 inline void dw_backward_data_avx2(const Conv2dGeometry& g, int64_t m, const float* dyp, const float* wp,
-                                                   float* dxp) {
-  dw_backward_data_body(g, m, dyp, wp, dxp);
-}
-XFER_TARGET_AVX2 inline void dw_backward_weights_avx2(const Conv2dGeometry& g, const float* xp, const float* dyp, float* acc) {
-  dw_backward_weights_body(g, xp, dyp, acc);
-}
+XFER_DW_LOOPS_FOR(avx2, XFER_TARGET_AVX2)
 #endif
 #if XFER_HAVE_AVX512_KERNELS
-XFER_TARGET_AVX512 inline void dw_forward_avx512(const Conv2dGeometry& g, const float* xp, const float* wp, float* yp,
-                                                 float sc, float sh, const float* r, bool relu) {
-  dw_forward_body(g, xp, wp, yp, sc, sh, r, relu);
-}
-XFER_TARGET_AVX512 inline void dw_backward_data_avx512(const Conv2dGeometry& g, int64_t m, const float* dyp,
-                                                       const float* wp, float* dxp) {
-  dw_backward_data_body(g, m, dyp, wp, dxp);
-}
-XFER_TARGET_AVX512 inline void dw_backward_weights_avx512(const Conv2dGeometry& g, const float* xp, const float* dyp,
-                                                          float* acc) {
-  dw_backward_weights_body(g, xp, dyp, acc);
-}
+XFER_DW_LOOPS_FOR(avx512, XFER_TARGET_AVX512)
 #endif
+#undef XFER_DW_LOOPS_FOR
 
-// The ISA the depthwise loops run for scalar type T (double always runs the generic loops), noted
-// for the tests that check every ISA path ran.
+// The loops for scalar type T on this CPU (double always runs the generic ones); the ISA is
+// noted for the tests that check every ISA path ran.
 template <class T>
-Isa dw_isa() {
+DwLoops<T> dw_loops() {
   if constexpr (std::is_same_v<T, float>) {
     const Isa isa = active_isa();
     note_path(isa);
-    return isa;
+#if XFER_HAVE_AVX512_KERNELS
+    if (isa == Isa::avx512) return dw_loops_avx512();
+#endif
+#if XFER_HAVE_AVX2_KERNELS
+    if (isa == Isa::avx2) return dw_loops_avx2();
+#endif
   }
-  return Isa::generic;
+  return {&dw_forward_body<T>, &dw_backward_data_body<T>, &dw_backward_weights_body<T>};
 }
 
 // A per-thread accumulator of `n` elements (the weight gradient's lanes), zeroed.
@@ -198,28 +203,14 @@ template <class T>
 void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, T* y, const ConvEpilogue<T>& ep) {
   using namespace detail;
   const int64_t m = g.o / g.c, P = g.out_plane(), KK = g.kh * g.kw, HW = g.h * g.w;
-  [[maybe_unused]] const Isa isa = dw_isa<T>();
+  const DwLoops<T> loops = dw_loops<T>();
   XFER_OMP_FOR(g.n * g.o * P * KK)
   for (int64_t t = 0; t < g.n * g.o; ++t) {
     const int64_t n = t / g.o, oc = t % g.o;
     const T* xp = x + (n * g.c + oc / m) * HW;
     const T sc = ep.scale ? ep.scale[oc] : T(1), sh = ep.shift ? ep.shift[oc] : T(0);
     const T* r = ep.residual ? ep.residual + t * P : nullptr;
-    if constexpr (std::is_same_v<T, float>) {
-#if XFER_HAVE_AVX512_KERNELS
-      if (isa == Isa::avx512) {
-        dw_forward_avx512(g, xp, w + oc * KK, y + t * P, sc, sh, r, ep.relu);
-        continue;
-      }
-#endif
-#if XFER_HAVE_AVX2_KERNELS
-      if (isa == Isa::avx2) {
-        dw_forward_avx2(g, xp, w + oc * KK, y + t * P, sc, sh, r, ep.relu);
-        continue;
-      }
-#endif
-    }
-    dw_forward_body(g, xp, w + oc * KK, y + t * P, sc, sh, r, ep.relu);
+    loops.forward(g, xp, w + oc * KK, y + t * P, sc, sh, r, ep.relu);
   }
 }
 
@@ -228,27 +219,13 @@ template <class T>
 void depthwise_backward_data(const Conv2dGeometry& g, const T* dy, const T* w, T* dx) {
   using namespace detail;
   const int64_t m = g.o / g.c, P = g.out_plane(), KK = g.kh * g.kw, HW = g.h * g.w;
-  [[maybe_unused]] const Isa isa = dw_isa<T>();
+  const DwLoops<T> loops = dw_loops<T>();
   XFER_OMP_FOR(g.n * g.o * P * KK)
   for (int64_t t = 0; t < g.n * g.c; ++t) {
     const int64_t n = t / g.c, c = t % g.c;
     const T* dyp = dy + (n * g.o + c * m) * P;
     const T* wp = w + c * m * KK;
-    if constexpr (std::is_same_v<T, float>) {
-#if XFER_HAVE_AVX512_KERNELS
-      if (isa == Isa::avx512) {
-        dw_backward_data_avx512(g, m, dyp, wp, dx + t * HW);
-        continue;
-      }
-#endif
-#if XFER_HAVE_AVX2_KERNELS
-      if (isa == Isa::avx2) {
-        dw_backward_data_avx2(g, m, dyp, wp, dx + t * HW);
-        continue;
-      }
-#endif
-    }
-    dw_backward_data_body(g, m, dyp, wp, dx + t * HW);
+    loops.backward_data(g, m, dyp, wp, dx + t * HW);
   }
 }
 
@@ -257,23 +234,14 @@ template <class T>
 void depthwise_backward_weights(const Conv2dGeometry& g, const T* x, const T* dy, T* dw) {
   using namespace detail;
   const int64_t m = g.o / g.c, P = g.out_plane(), KK = g.kh * g.kw, HW = g.h * g.w;
-  [[maybe_unused]] const Isa isa = dw_isa<T>();
+  const DwLoops<T> loops = dw_loops<T>();
   XFER_OMP_FOR(g.n * g.o * P * KK)
   for (int64_t oc = 0; oc < g.o; ++oc) {
     T* acc = dw_lanes<T>(KK * g.ow);
     for (int64_t n = 0; n < g.n; ++n) {
       const T* xp = x + (n * g.c + oc / m) * HW;
       const T* dyp = dy + (n * g.o + oc) * P;
-      bool done = false;
-      if constexpr (std::is_same_v<T, float>) {
-#if XFER_HAVE_AVX512_KERNELS
-        if (isa == Isa::avx512) dw_backward_weights_avx512(g, xp, dyp, acc), done = true;
-#endif
-#if XFER_HAVE_AVX2_KERNELS
-        if (!done && isa == Isa::avx2) dw_backward_weights_avx2(g, xp, dyp, acc), done = true;
-#endif
-      }
-      if (!done) dw_backward_weights_body(g, xp, dyp, acc);
+      loops.backward_weights(g, xp, dyp, acc);
     }
     for (int64_t q = 0; q < KK; ++q) {
       double s = 0;

@@ -426,29 +426,10 @@ class MAML {
   }
 
   nn::LossResult<T> task_loss(const Tensor<T>& pred, const Target<T>& y, const char* which) {
-    if (opt_.loss) return opt_.loss(pred, y);
-    if (const auto* labels = std::get_if<nn::Labels>(&y)) {
-      XFER_CHECK(pred.ndim() == 2, "MAML: ", which, " predictions must be [N, classes] logits for label targets, got ",
-                 shape_str(pred.shape()));
-      const int64_t N = pred.dim(0), C = pred.dim(1);
-      XFER_CHECK(static_cast<int64_t>(labels->size()) == N, "MAML: ", labels->size(), " ", which,
-                 " labels for a batch of ", N);
-      for (int64_t i = 0; i < N; ++i) {
-        const int32_t l = (*labels)[static_cast<size_t>(i)];
-        XFER_CHECK(l >= 0 && l < C, "MAML: ", which, " label ", l, " of sample ", i, " is outside [0, ", C,
-                   ") (the model has ", C, " outputs; remap episode labels to 0..N-1)");
-      }
-      return nn::cross_entropy(pred, *labels);
-    }
-    return nn::mse_loss(pred, std::get<Tensor<T>>(y));
+    return meta::task_loss(opt_.loss, pred, y, "MAML", which);
   }
-
   Evaluation evaluation(const Tensor<T>& pred, const Target<T>& y, const char* which) {
-    Evaluation e;
-    e.loss = static_cast<double>(task_loss(pred, y, which).loss);
-    e.count = pred.ndim() >= 1 ? pred.dim(0) : 0;
-    if (const auto* labels = std::get_if<nn::Labels>(&y)) e.correct = nn::count_correct(pred, *labels);
-    return e;
+    return meta::evaluate_task(opt_.loss, pred, y, "MAML", which);
   }
 
   // g = d loss / d theta at theta (only for trainable parameters); returns the loss.

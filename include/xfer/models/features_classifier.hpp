@@ -65,8 +65,7 @@ class FeaturesClassifier : public Model<T> {
   }
   const Tensor<T>& forward_model(const Tensor<T>& x) override { return chain_.forward(x); }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
-    const Tensor<T>* dx = chain_.backward(dy, need_input_grad);
-    return dx ? *dx : this->empty_tensor();
+    return chain_.backward(dy, need_input_grad);
   }
 
  private:

@@ -27,6 +27,26 @@
 
 namespace xfer::models {
 
+namespace detail {
+// The shortcut's part of a residual block's backward: the gradient at the block's output sum (dres)
+// passes through the downsample when there is one; nullptr when nothing below needs it.
+template <class T>
+const Tensor<T>* shortcut_grad(nn::Sequential<T>* downsample, const Tensor<T>& dres, bool need_input_grad) {
+  if (!downsample) return &dres;
+  return need_input_grad || downsample->needs_grad() ? &downsample->backward(dres, need_input_grad) : nullptr;
+}
+// dx of a residual block = the main branch's dx + the shortcut's.
+template <class T>
+void sum_branch_grads(Tensor<T>& dx, const Tensor<T>& dmain, const Tensor<T>& dshort) {
+  dx.resize(dmain.shape());
+  const int64_t n = dx.numel();
+  const T *a = dmain.data(), *b = dshort.data();
+  T* out = dx.data();
+  XFER_OMP_FOR(n)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+}  // namespace detail
+
 struct BasicBlockOptions {
   int64_t in_channels = 64;
   int64_t out_channels = 64;
@@ -75,26 +95,13 @@ class BasicBlock : public nn::Module<T> {
     const Tensor<T>& dmid = unit2_->backward(dy, need_mid);
     const Tensor<T>& dres = unit2_->residual_grad();  // d loss / d (branch + shortcut)
     const Tensor<T>* dmain = need_mid ? &unit1_->backward(dmid, need_input_grad) : nullptr;
-    const Tensor<T>* dshort = &dres;
-    if (downsample_)
-      dshort = (need_input_grad || downsample_->needs_grad()) ? &downsample_->backward(dres, need_input_grad) : nullptr;
-    if (!need_input_grad) {
-      if (need_mid) unit1_->release_input_grad();
-      if (downsample_ && dshort) downsample_->release_input_grad();
-      unit2_->release_input_grad();
-      return this->empty_tensor();
-    }
-    dx_.resize(dmain->shape());
-    const int64_t n = dx_.numel();
-    const T *a = dmain->data(), *b = dshort->data();
-    T* out = dx_.data();
-    XFER_OMP_FOR(n)
-    for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+    const Tensor<T>* dshort = detail::shortcut_grad(downsample_.get(), dres, need_input_grad);
+    if (need_input_grad) detail::sum_branch_grads(dx_, *dmain, *dshort);
     // All gradients are consumed: unit1's dx, the downsample's, unit2's dx and residual gradient.
-    unit1_->release_input_grad();
-    if (downsample_) downsample_->release_input_grad();
+    if (need_mid) unit1_->release_input_grad();
+    if (downsample_ && dshort) downsample_->release_input_grad();
     unit2_->release_input_grad();
-    return dx_;
+    return need_input_grad ? dx_ : this->empty_tensor();
   }
 
  private:
@@ -163,17 +170,8 @@ class Bottleneck : public nn::Module<T> {
     const Tensor<T>& dres = unit3_->residual_grad();
     const Tensor<T>* d2 = need2 ? &unit2_->backward(d3, need1) : nullptr;
     const Tensor<T>* dmain = need1 ? &unit1_->backward(*d2, need_input_grad) : nullptr;
-    const Tensor<T>* dshort = &dres;
-    if (downsample_)
-      dshort = (need_input_grad || downsample_->needs_grad()) ? &downsample_->backward(dres, need_input_grad) : nullptr;
-    if (need_input_grad) {
-      dx_.resize(dmain->shape());
-      const int64_t n = dx_.numel();
-      const T *a = dmain->data(), *b = dshort->data();
-      T* out = dx_.data();
-      XFER_OMP_FOR(n)
-      for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
-    }
+    const Tensor<T>* dshort = detail::shortcut_grad(downsample_.get(), dres, need_input_grad);
+    if (need_input_grad) detail::sum_branch_grads(dx_, *dmain, *dshort);
     if (need1) unit1_->release_input_grad();
     if (need2) unit2_->release_input_grad();
     if (downsample_ && dshort) downsample_->release_input_grad();
@@ -262,8 +260,7 @@ class ResNet : public Model<T> {
   }
   const Tensor<T>& forward_model(const Tensor<T>& x) override { return chain_.forward(x); }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
-    const Tensor<T>* dx = chain_.backward(dy, need_input_grad);
-    return dx ? *dx : this->empty_tensor();
+    return chain_.backward(dy, need_input_grad);
   }
 
  private:

@@ -46,8 +46,7 @@ class Elementwise : public Module<T> {
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_tensor();
     XFER_CHECK(x_ != nullptr, this->label(), ": backward called before forward");
-    XFER_CHECK(dy.shape() == x_->shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(x_->shape()));
+    this->check_output_grad(dy, x_->shape());
     dx_.resize(dy.shape());
     const int64_t n = dy.numel();
     const T *g = dy.data(), *a = x_->data();

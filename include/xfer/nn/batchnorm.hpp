@@ -187,8 +187,7 @@ class BatchNorm2d : public Module<T> {
 
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     XFER_CHECK(x_ != nullptr, this->label(), ": backward called before forward");
-    XFER_CHECK(dy.shape() == x_->shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(x_->shape()));
+    this->check_output_grad(dy, x_->shape());
     const int64_t N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
     const double M = static_cast<double>(N * P);
     if (need_input_grad) dx_.resize(x_->shape());

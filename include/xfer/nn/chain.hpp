@@ -32,8 +32,8 @@ class Chain {
     return *cur;
   }
 
-  // Backward from dy; returns the first step's dx, or nullptr when need_input_grad is false.
-  const Tensor<T>* backward(const Tensor<T>& dy, bool need_input_grad) {
+  // Backward from dy; returns the first step's dx, or Module's empty tensor when need_input_grad is false.
+  const Tensor<T>& backward(const Tensor<T>& dy, bool need_input_grad) {
     const size_t n = steps_.size();
     std::vector<char>& learns_below = learns_below_;  // [i]: some step j < i needs gradients
     learns_below.assign(n + 1, 0);                     // keeps its capacity: no allocation per step
@@ -43,7 +43,7 @@ class Chain {
       const bool need_dx = need_input_grad || learns_below[i];
       if (!need_dx && !steps_[i].needs_grad()) {
         if (i + 1 < n) steps_[i + 1].release();
-        return nullptr;
+        return Module<T>::empty_tensor();
       }
       const Tensor<T>* next = steps_[i].module ? &steps_[i].module->backward(*cur, need_dx)
                                                : &steps_[i].unit->backward(*cur, need_dx);
@@ -51,7 +51,7 @@ class Chain {
       if (i + 1 < n && next != cur) steps_[i + 1].release();
       cur = next;
     }
-    return need_input_grad ? cur : nullptr;
+    return need_input_grad ? *cur : Module<T>::empty_tensor();
   }
 
   // The units among the steps.

@@ -77,8 +77,7 @@ class Conv2d : public Module<T> {
 
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     XFER_CHECK(x_ != nullptr, this->label(), ": backward called before forward");
-    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(y_.shape()));
+    this->check_output_grad(dy, y_.shape());
     T* dw = weight_.needs_grad() ? weight_.grad : nullptr;
     T* db = (bias_ && bias_->needs_grad()) ? bias_->grad : nullptr;
     if (dw || db) kernels::conv2d_backward_weights(geom_, x_->data(), dy.data(), dw, db);

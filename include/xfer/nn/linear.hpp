@@ -50,8 +50,7 @@ class Linear : public Module<T> {
   }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     XFER_CHECK(x_ != nullptr, this->label(), ": backward called before forward");
-    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(y_.shape()));
+    this->check_output_grad(dy, y_.shape());
     if (need_input_grad) dx_.resize(x_->shape());
     kernels::linear_backward(dy.dim(0), opt_.in_features, opt_.out_features, x_->data(), weight_.value, dy.data(),
                              weight_.needs_grad() ? weight_.grad : nullptr,

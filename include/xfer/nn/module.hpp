@@ -265,6 +265,17 @@ class Module {
   ParameterArena<T>& arena() { return arena_ ? *arena_ : flatten_parameters(); }
   bool is_flattened() const { return arena_ != nullptr; }
 
+  // Throws unless dy, the gradient a backward receives, has the shape of the output it belongs to.
+  void check_output_grad(const Tensor<T>& dy, const Shape& expected) const {
+    XFER_CHECK(dy.shape() == expected, label(), ": output gradient has shape ", shape_str(dy.shape()), ", expected ",
+               shape_str(expected));
+  }
+  // The tensor a backward returns when no input gradient was asked for.
+  static const Tensor<T>& empty_tensor() {
+    static const Tensor<T> e;
+    return e;
+  }
+
  protected:
   virtual const Tensor<T>& forward_impl(const Tensor<T>& x) = 0;
   virtual const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) = 0;
@@ -297,10 +308,6 @@ class Module {
     throw Error(xfer::detail::concat(type_name(), ": no child named '", name, "' to replace"));
   }
 
-  static const Tensor<T>& empty_tensor() {
-    static const Tensor<T> e;
-    return e;
-  }
 
   // The subnormal-flushing scope of a forward over x or a backward from dy, with an estimate from
   // above of the pass's work for FlushDenormals: parameters x positions (a pass uses each weight

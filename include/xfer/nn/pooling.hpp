@@ -50,8 +50,7 @@ class MaxPool2d : public Module<T> {
   }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_tensor();
-    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(y_.shape()));
+    this->check_output_grad(dy, y_.shape());
     dx_.resize(in_shape_);
     const int64_t NC = in_shape_[0] * in_shape_[1], HW = in_shape_[2] * in_shape_[3];
     const int64_t OP = y_.dim(2) * y_.dim(3);
@@ -114,8 +113,7 @@ class AdaptiveAvgPool2d : public Module<T> {
   }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_tensor();
-    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(y_.shape()));
+    this->check_output_grad(dy, y_.shape());
     dx_.resize(in_shape_);
     const int64_t NC = in_shape_[0] * in_shape_[1], H = in_shape_[2], W = in_shape_[3];
     const int64_t OH = opt_.output_height, OW = opt_.output_width;

@@ -40,8 +40,7 @@ class ReLU : public Module<T> {
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_tensor();
     XFER_CHECK(out_ != nullptr, this->label(), ": backward called before forward");
-    XFER_CHECK(dy.shape() == out_->shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(out_->shape()));
+    this->check_output_grad(dy, out_->shape());
     detail::relu_backward(*out_, dy, dx_);
     return dx_;
   }

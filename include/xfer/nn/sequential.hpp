@@ -73,8 +73,7 @@ class Sequential : public Module<T> {
  protected:
   const Tensor<T>& forward_impl(const Tensor<T>& x) override { return chain_.forward(x); }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
-    const Tensor<T>* dx = chain_.backward(dy, need_input_grad);
-    return dx ? *dx : this->empty_tensor();
+    return chain_.backward(dy, need_input_grad);
   }
 
  private:

@@ -70,8 +70,7 @@ class SqueezeExcitation : public Module<T> {
 
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     XFER_CHECK(x_ != nullptr, this->label(), ": backward called before forward");
-    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(y_.shape()));
+    this->check_output_grad(dy, y_.shape());
     const int64_t planes = dy.dim(0) * dy.dim(1), P = dy.numel() / planes;
     const T *g = dy.data(), *a = x_->data(), *s = s_->data();
     if (need_input_grad || fc1_->needs_grad() || fc2_->needs_grad()) {
@@ -85,7 +84,7 @@ class SqueezeExcitation : public Module<T> {
       }
     }
     const Tensor<T>* db = (need_input_grad || fc1_->needs_grad() || fc2_->needs_grad())
-                              ? branch_.backward(ds_, need_input_grad) : nullptr;
+                              ? &branch_.backward(ds_, need_input_grad) : nullptr;
     if (!need_input_grad) return this->empty_tensor();
     dx_.resize(dy.shape());
     const T* b = db->data();

@@ -54,8 +54,7 @@ class StochasticDepth : public Module<T> {
   }
   const Tensor<T>& backward_impl(const Tensor<T>& dy, bool need_input_grad) override {
     if (!need_input_grad) return this->empty_tensor();
-    XFER_CHECK(dy.shape() == y_.shape(), this->label(), ": output gradient has shape ", shape_str(dy.shape()),
-               ", expected ", shape_str(y_.shape()));
+    this->check_output_grad(dy, y_.shape());
     dx_.resize(dy.shape());
     if (!active_) {
       std::copy(dy.begin(), dy.end(), dx_.begin());
